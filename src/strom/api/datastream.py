@@ -1,0 +1,464 @@
+"""``DataStream`` and ``KeyedStream``: transformations with PyFlink's names.
+
+Every method returns a new stream backed by a new transformation; nothing runs until the
+environment executes. Functions may be plain callables or function classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from strom.connectors.base import Sink
+from strom.errors import InvalidJobError
+from strom.functions import (
+    FilterFunction,
+    FlatMapFunction,
+    KeyedProcessFunction,
+    KeySelector,
+    MapFunction,
+    ProcessFunction,
+    ReduceFunction,
+    SinkFunction,
+)
+from strom.functions.core import describe
+from strom.graph import (
+    PartitionTransformation,
+    PhysicalTransformation,
+    Transformation,
+    UnionTransformation,
+)
+from strom.graph.transformations import per_subtask_copy
+from strom.runtime.operators.keyed import (
+    KeyedProcessOperator,
+    KeyedReduceOperator,
+    field_aggregation,
+    key_function,
+)
+from strom.runtime.operators.simple import (
+    FilterOperator,
+    FlatMapOperator,
+    MapOperator,
+    ProcessOperator,
+)
+from strom.runtime.operators.sinks import SinkFunctionOperator, SinkWriterOperator
+from strom.runtime.partitioners import (
+    BroadcastPartitioner,
+    CustomPartitioner,
+    ForwardPartitioner,
+    GlobalPartitioner,
+    KeyGroupPartitioner,
+    Partitioner,
+    RebalancePartitioner,
+    ShufflePartitioner,
+)
+
+if TYPE_CHECKING:
+    from strom.api.collect import CloseableIterator
+    from strom.api.environment import StreamExecutionEnvironment
+    from strom.formats import SerializationSchema
+
+
+def _require(fn: Any, method: str, what: str) -> None:
+    if not (callable(fn) or callable(getattr(fn, method, None))):
+        raise InvalidJobError(
+            f"{what} expects a callable or an object with .{method}(), got {fn!r}"
+        )
+
+
+class DataStream:
+    """A stream of records (PyFlink's ``DataStream``)."""
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation) -> None:
+        self._env = env
+        self._transformation = transformation
+
+    # -- properties of this stream's operator ----------------------------------------------
+    def _physical(self, what: str) -> PhysicalTransformation:
+        t = self._transformation
+        if not isinstance(t, PhysicalTransformation):
+            raise InvalidJobError(
+                f"{what} applies to an operator; {type(t).__name__} ({t.name!r}) is not one"
+            )
+        return t
+
+    def name(self, name: str) -> DataStream:
+        if not name:
+            raise InvalidJobError("operator name must not be empty")
+        self._transformation.name = name
+        return self
+
+    def get_name(self) -> str:
+        return self._transformation.name
+
+    def uid(self, uid: str) -> DataStream:
+        """A stable id that matches this operator's state across job versions (savepoints)."""
+        if not uid:
+            raise InvalidJobError("uid must not be empty")
+        self._physical("uid").uid = uid
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
+            raise InvalidJobError(f"parallelism must be a positive integer, got {parallelism!r}")
+        t = self._physical("set_parallelism")
+        if t.parallelism_limit is not None and parallelism > t.parallelism_limit:
+            raise InvalidJobError(
+                f"operator {t.name!r} supports at most {t.parallelism_limit} subtask(s); "
+                f"cannot set parallelism {parallelism}"
+            )
+        t.parallelism = parallelism
+        return self
+
+    def get_parallelism(self) -> int:
+        p = self._transformation.parallelism
+        return p if p is not None else self._env.get_parallelism()
+
+    def set_max_parallelism(self, max_parallelism: int) -> DataStream:
+        self._physical("set_max_parallelism").max_parallelism = max_parallelism
+        return self
+
+    def disable_chaining(self) -> DataStream:
+        self._physical("disable_chaining").chaining = False
+        return self
+
+    # -- transformations ------------------------------------------------------------------
+    def _apply(
+        self, name: str, factory: Callable[[str], Any], *, keyed: bool = False
+    ) -> PhysicalTransformation:
+        t = PhysicalTransformation(
+            id=self._env._new_id(),
+            name=name,
+            inputs=[self._transformation],
+            factory=factory,
+            keyed=keyed,
+        )
+        self._env._register(t)
+        return t
+
+    def map(self, func: MapFunction[Any, Any] | Callable[[Any], Any]) -> DataStream:
+        _require(func, "map", "map")
+        return DataStream(
+            self._env, self._apply("Map", lambda n: MapOperator(n, per_subtask_copy(func)))
+        )
+
+    def flat_map(self, func: FlatMapFunction[Any, Any] | Callable[[Any], Any]) -> DataStream:
+        _require(func, "flat_map", "flat_map")
+        return DataStream(
+            self._env,
+            self._apply("FlatMap", lambda n: FlatMapOperator(n, per_subtask_copy(func))),
+        )
+
+    def filter(self, func: FilterFunction[Any] | Callable[[Any], bool]) -> DataStream:
+        _require(func, "filter", "filter")
+        return DataStream(
+            self._env, self._apply("Filter", lambda n: FilterOperator(n, per_subtask_copy(func)))
+        )
+
+    def process(self, func: ProcessFunction[Any, Any] | Callable[..., Any]) -> DataStream:
+        if isinstance(func, KeyedProcessFunction):
+            raise InvalidJobError("a KeyedProcessFunction needs a keyed stream: call key_by first")
+        _require(func, "process_element", "process")
+        return DataStream(
+            self._env,
+            self._apply("Process", lambda n: ProcessOperator(n, per_subtask_copy(func))),
+        )
+
+    def key_by(self, key_selector: KeySelector[Any, Any] | Callable[[Any], Any]) -> KeyedStream:
+        _require(key_selector, "get_key", "key_by")
+        key = key_function(key_selector)
+        t = PartitionTransformation(
+            id=self._env._new_id(),
+            name="KeyBy",
+            inputs=[self._transformation],
+            partitioner=lambda maxp: KeyGroupPartitioner(key, maxp),
+            partitioner_name="hash",
+        )
+        return KeyedStream(self._env, t, key_selector)
+
+    def union(self, *streams: DataStream) -> DataStream:
+        for s in streams:
+            if s._env is not self._env:
+                raise InvalidJobError("union() needs streams of the same environment")
+        t = UnionTransformation(
+            id=self._env._new_id(),
+            name="Union",
+            inputs=[self._transformation, *(s._transformation for s in streams)],
+        )
+        return DataStream(self._env, t)
+
+    # -- partitioning ---------------------------------------------------------------------
+    def _partition(self, name: str, factory: Callable[[int], Partitioner]) -> DataStream:
+        t = PartitionTransformation(
+            id=self._env._new_id(),
+            name=name,
+            inputs=[self._transformation],
+            partitioner=factory,
+            partitioner_name=name,
+        )
+        return DataStream(self._env, t)
+
+    def forward(self) -> DataStream:
+        return self._partition("forward", lambda _: ForwardPartitioner())
+
+    def rebalance(self) -> DataStream:
+        return self._partition("rebalance", lambda _: RebalancePartitioner())
+
+    def shuffle(self) -> DataStream:
+        return self._partition("shuffle", lambda _: ShufflePartitioner())
+
+    def broadcast(self) -> DataStream:
+        return self._partition("broadcast", lambda _: BroadcastPartitioner())
+
+    def global_(self) -> DataStream:
+        return self._partition("global", lambda _: GlobalPartitioner())
+
+    def partition_custom(
+        self,
+        partitioner: Callable[[Any, int], int],
+        key_selector: KeySelector[Any, Any] | Callable[[Any], Any],
+    ) -> DataStream:
+        """``partitioner(key, num_partitions)`` returns the target subtask of each record."""
+        _require(key_selector, "get_key", "partition_custom")
+        key = key_function(key_selector)
+        return self._partition("custom", lambda _: CustomPartitioner(partitioner, key))
+
+    # -- sinks ----------------------------------------------------------------------------
+    def sink_to(self, sink: Sink[Any]) -> DataStreamSink:
+        """Write with a built-in (batch) ``Sink``."""
+        if not isinstance(sink, Sink):
+            raise InvalidJobError(
+                f"sink_to expects a strom.connectors.base.Sink, got {type(sink).__name__}; "
+                "use add_sink() for a SinkFunction"
+            )
+        t = PhysicalTransformation(
+            id=self._env._new_id(),
+            name=sink.describe(),
+            inputs=[self._transformation],
+            factory=lambda n: SinkWriterOperator(n, sink),
+            parallelism_limit=sink.max_parallelism,
+        )
+        self._env._register_sink(t)
+        return DataStreamSink(self._env, t)
+
+    def add_sink(self, sink_func: SinkFunction[Any] | Callable[..., Any]) -> DataStreamSink:
+        """Write with a per-record ``SinkFunction`` (seed §3.4)."""
+        if not isinstance(sink_func, SinkFunction):
+            raise InvalidJobError(
+                f"add_sink expects a SinkFunction, got {type(sink_func).__name__}; "
+                "wrap a callable as strom.functions.SinkFunction or use sink_to()"
+            )
+        t = PhysicalTransformation(
+            id=self._env._new_id(),
+            name=f"Sink: {describe(sink_func)}",
+            inputs=[self._transformation],
+            factory=lambda n: SinkFunctionOperator(n, per_subtask_copy(sink_func)),
+        )
+        self._env._register_sink(t)
+        return DataStreamSink(self._env, t)
+
+    def print(
+        self, sink_identifier: str | None = None, *, sample: float | None = None
+    ) -> DataStreamSink:
+        """Print records to stdout, prefixed ``N> `` (subtask) when parallelism > 1.
+
+        ``sample`` (0 < sample <= 1) prints only that fraction of records — printing every
+        record is for development; in production use ``log()`` or sampling (seed §2.1).
+        """
+        from strom.connectors.console import PrintSink
+
+        return self.sink_to(PrintSink(sink_identifier, sample=sample)).name("Print to Std. Out")
+
+    def print_to_err(self, sink_identifier: str | None = None) -> DataStreamSink:
+        from strom.connectors.console import PrintSink
+
+        return self.sink_to(PrintSink(sink_identifier, stderr=True)).name("Print to Std. Err")
+
+    def log(
+        self, logger: str = "strom.sink", level: int | str = "INFO", *, sample: float | None = None
+    ) -> DataStreamSink:
+        """Log records through ``logging`` (optionally sampled): print's production variant."""
+        from strom.connectors.console import LoggingSink
+
+        return self.sink_to(LoggingSink(logger, level=level, sample=sample)).name("Log")
+
+    def write_as_text(self, path: str, write_mode: Any = None) -> DataStreamSink:
+        """One line per record (``str(record)``); a directory of files "1".."n" when the sink
+        runs with parallelism > 1. At-least-once: flushed on checkpoints."""
+        from strom.connectors.file import TextSink, WriteMode
+
+        return self.sink_to(TextSink(path, write_mode=write_mode or WriteMode.NO_OVERWRITE))
+
+    def write_as_csv(
+        self,
+        path: str,
+        write_mode: Any = None,
+        row_delimiter: str = "\n",
+        field_delimiter: str = ",",
+    ) -> DataStreamSink:
+        """Tuples, lists or dicts as CSV rows. At-least-once: flushed on checkpoints."""
+        from strom.connectors.file import CsvSink, WriteMode
+
+        return self.sink_to(
+            CsvSink(
+                path,
+                write_mode=write_mode or WriteMode.NO_OVERWRITE,
+                row_delimiter=row_delimiter,
+                field_delimiter=field_delimiter,
+            )
+        )
+
+    def write_to_socket(
+        self, host: str, port: int, serialization_schema: SerializationSchema[Any]
+    ) -> DataStreamSink:
+        """Send serialized records to a TCP server; reconnects on failure (at-least-once)."""
+        from strom.connectors.socket import SocketSink
+
+        return self.sink_to(SocketSink(host, port, serialization_schema))
+
+    def execute_and_collect(
+        self, job_execution_name: str | None = None, limit: int | None = None
+    ) -> CloseableIterator[Any] | list[Any]:
+        """Run the job and iterate its results here (PyFlink's ``execute_and_collect``).
+
+        With ``limit`` the first ``limit`` records are returned as a list and the job is
+        cancelled; otherwise a ``CloseableIterator`` (use it in a ``with`` block).
+        """
+        it = self._env._execute_and_collect(self, job_execution_name or "collect")
+        if limit is None:
+            return it
+        out: list[Any] = []
+        with it:
+            for record in it:
+                out.append(record)
+                if len(out) >= limit:
+                    break
+        return out
+
+
+class DataStreamSink:
+    """The end of a stream; settings apply to the sink operator."""
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation) -> None:
+        self._env = env
+        self._transformation = transformation
+
+    def name(self, name: str) -> DataStreamSink:
+        self._transformation.name = name
+        return self
+
+    def uid(self, uid: str) -> DataStreamSink:
+        self._transformation.uid = uid
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStreamSink:
+        DataStream(self._env, self._transformation).set_parallelism(parallelism)
+        return self
+
+    def disable_chaining(self) -> DataStreamSink:
+        self._transformation.chaining = False
+        return self
+
+
+class _KeyedAdapter(KeyedProcessFunction[Any, Any, Any]):
+    """Runs a map / flat_map / filter function with the keyed context set (keyed state)."""
+
+    def __init__(self, fn: Any, kind: str) -> None:
+        self.fn = fn
+        self.kind = kind
+
+    def open(self, runtime_context: Any) -> None:
+        from strom.functions.core import open_function
+
+        open_function(self.fn, runtime_context)
+        fn = self.fn
+        method = {"map": "map", "flat_map": "flat_map", "filter": "filter"}[self.kind]
+        self._call = getattr(fn, method) if hasattr(fn, method) and not _plain(fn) else fn
+
+    def close(self) -> None:
+        from strom.functions.core import close_function
+
+        close_function(self.fn)
+
+    def process_element(self, value: Any, ctx: Any) -> Any:
+        if self.kind == "map":
+            return (self._call(value),)
+        if self.kind == "filter":
+            return (value,) if self._call(value) else None
+        return self._call(value)
+
+
+def _plain(fn: Any) -> bool:
+    return getattr(fn, "__code__", None) is not None
+
+
+class KeyedStream(DataStream):
+    """A stream partitioned by key; operators on it may use keyed state."""
+
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        transformation: PartitionTransformation,
+        key_selector: Any,
+    ) -> None:
+        super().__init__(env, transformation)
+        self._key_selector = key_selector
+
+    def _keyed(self, name: str, factory: Callable[[str], Any]) -> DataStream:
+        return DataStream(self._env, self._apply(name, factory, keyed=True))
+
+    def reduce(self, func: ReduceFunction[Any] | Callable[[Any, Any], Any]) -> DataStream:
+        """Rolling reduce per key: emits the updated value for every record."""
+        _require(func, "reduce", "reduce")
+        key = self._key_selector
+        return self._keyed("Reduce", lambda n: KeyedReduceOperator(n, per_subtask_copy(func), key))
+
+    def _aggregate(self, kind: str, field: int | str | None) -> DataStream:
+        fn = field_aggregation(kind, field)
+        key = self._key_selector
+        return self._keyed(kind.capitalize(), lambda n: KeyedReduceOperator(n, fn, key))
+
+    def sum(self, position_to_sum: int | str | None = None) -> DataStream:
+        """Rolling sum of a field (tuple index or dict key; None: the record itself)."""
+        return self._aggregate("sum", position_to_sum)
+
+    def min(self, position_to_min: int | str | None = None) -> DataStream:
+        return self._aggregate("min", position_to_min)
+
+    def max(self, position_to_max: int | str | None = None) -> DataStream:
+        return self._aggregate("max", position_to_max)
+
+    def min_by(self, position_to_min_by: int | str | None = None) -> DataStream:
+        return self._aggregate("min_by", position_to_min_by)
+
+    def max_by(self, position_to_max_by: int | str | None = None) -> DataStream:
+        return self._aggregate("max_by", position_to_max_by)
+
+    def process(self, func: Any) -> DataStream:
+        _require(func, "process_element", "process")
+        key = self._key_selector
+        return self._keyed(
+            "KeyedProcess", lambda n: KeyedProcessOperator(n, per_subtask_copy(func), key)
+        )
+
+    def map(self, func: Any) -> DataStream:
+        _require(func, "map", "map")
+        return self._keyed_adapted("Map", func, "map")
+
+    def flat_map(self, func: Any) -> DataStream:
+        _require(func, "flat_map", "flat_map")
+        return self._keyed_adapted("FlatMap", func, "flat_map")
+
+    def filter(self, func: Any) -> DataStream:
+        _require(func, "filter", "filter")
+        return self._keyed_adapted("Filter", func, "filter")
+
+    def _keyed_adapted(self, name: str, func: Any, kind: str) -> DataStream:
+        key = self._key_selector
+        return self._keyed(
+            name,
+            lambda n: KeyedProcessOperator(n, _KeyedAdapter(per_subtask_copy(func), kind), key),
+        )
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        raise InvalidJobError("set the parallelism on the operator after key_by, not on key_by")

@@ -1,0 +1,224 @@
+"""``StreamExecutionEnvironment``: where a job starts (sources) and how it runs (execute).
+
+The environment only records transformations and settings; ``execute`` translates them into a
+``JobGraph`` and hands it to the local executor. It owns no running state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from strom.api.datastream import DataStream
+from strom.connectors.base import Source
+from strom.errors import InvalidJobError
+from strom.functions import ParallelSourceFunction, SourceFunction
+from strom.graph import SourceTransformation, Transformation, translate
+from strom.graph.transformations import per_subtask_copy
+from strom.runtime.executor import LocalJobClient
+from strom.runtime.job import JobClient, JobExecutionResult
+from strom.runtime.jobgraph import JobConfig, JobGraph
+from strom.runtime.keygroups import DEFAULT_MAX_PARALLELISM
+from strom.runtime.operators.sources import SourceFunctionOperator, SourceReaderOperator
+
+if TYPE_CHECKING:
+    from strom.api.collect import CloseableIterator
+
+T = TypeVar("T")
+log = logging.getLogger("strom")
+
+
+def _check_positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidJobError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class StreamExecutionEnvironment:
+    """Entry point of every job (PyFlink's ``StreamExecutionEnvironment``)."""
+
+    def __init__(self) -> None:
+        self._parallelism = 1
+        self._max_parallelism = DEFAULT_MAX_PARALLELISM
+        self._config = JobConfig()
+        self._transformations: list[Transformation] = []
+        self._sinks: list[Transformation] = []
+        self._next_id = 0
+
+    @staticmethod
+    def get_execution_environment() -> StreamExecutionEnvironment:
+        return StreamExecutionEnvironment()
+
+    # -- settings -------------------------------------------------------------------------
+    def set_parallelism(self, parallelism: int) -> StreamExecutionEnvironment:
+        self._parallelism = _check_positive("parallelism", parallelism)
+        return self
+
+    def get_parallelism(self) -> int:
+        return self._parallelism
+
+    def set_max_parallelism(self, max_parallelism: int) -> StreamExecutionEnvironment:
+        """Number of key groups: the upper bound of parallelism a job can be rescaled to."""
+        self._max_parallelism = _check_positive("max parallelism", max_parallelism)
+        return self
+
+    def get_max_parallelism(self) -> int:
+        return self._max_parallelism
+
+    def set_batch_size(self, batch_size: int) -> StreamExecutionEnvironment:
+        """Records per batch that sources emit (default 1024)."""
+        self._config.batch_size = _check_positive("batch size", batch_size)
+        return self
+
+    def set_buffer_timeout(self, timeout_ms: int) -> StreamExecutionEnvironment:
+        """How long a push-style source may hold a partial batch before it is emitted."""
+        if timeout_ms < 0:
+            raise InvalidJobError(f"buffer timeout must be >= 0 ms, got {timeout_ms}")
+        self._config.flush_interval = max(timeout_ms, 1) / 1000
+        return self
+
+    def set_processing_time_clock(self, clock: Callable[[], int]) -> StreamExecutionEnvironment:
+        """Use ``clock()`` (ms) as processing time, e.g. ``strom.testing.ManualClock``."""
+        self._config.processing_time = clock
+        return self
+
+    def set_job_parameters(self, **parameters: str) -> StreamExecutionEnvironment:
+        self._config.job_parameters.update({k: str(v) for k, v in parameters.items()})
+        return self
+
+    # -- building -------------------------------------------------------------------------
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _register(self, t: Transformation) -> None:
+        self._transformations.append(t)
+
+    def _register_sink(self, t: Transformation) -> None:
+        self._transformations.append(t)
+        self._sinks.append(t)
+
+    def from_source(self, source: Source[T], source_name: str | None = None) -> DataStream:
+        """A stream read by a pull-based ``Source`` (all built-in connectors)."""
+        if not isinstance(source, Source):
+            raise InvalidJobError(
+                f"from_source expects a strom.connectors.base.Source, got {type(source).__name__}"
+                "; use add_source() for a SourceFunction"
+            )
+        name = source_name or source.describe()
+        t = SourceTransformation(
+            id=self._new_id(),
+            name=name,
+            factory=lambda n: SourceReaderOperator(n, source),
+            parallelism_limit=source.max_parallelism,
+            bounded=source.bounded,
+        )
+        self._register(t)
+        return DataStream(self, t)
+
+    def add_source(
+        self, source_function: SourceFunction[T], source_name: str = "Custom Source"
+    ) -> DataStream:
+        """A stream produced by a push-style ``SourceFunction`` (seed §3.1–3.3).
+
+        Only a ``ParallelSourceFunction`` may run with parallelism > 1.
+        """
+        if not isinstance(source_function, SourceFunction):
+            raise InvalidJobError(
+                f"add_source expects a SourceFunction, got {type(source_function).__name__}"
+            )
+        parallel = isinstance(source_function, ParallelSourceFunction)
+        t = SourceTransformation(
+            id=self._new_id(),
+            name=source_name,
+            factory=lambda n: SourceFunctionOperator(n, per_subtask_copy(source_function)),
+            parallelism_limit=None if parallel else 1,
+            bounded=False,
+        )
+        self._register(t)
+        return DataStream(self, t)
+
+    def from_collection(self, collection: Iterable[T], type_info: Any = None) -> DataStream:
+        """A bounded stream of the collection's elements (parallelism 1, exactly-once)."""
+        from strom.connectors.collection import CollectionSource
+
+        if isinstance(collection, str | bytes | dict):
+            raise InvalidJobError(
+                "from_collection expects a collection of elements, "
+                f"got a {type(collection).__name__}"
+            )
+        return self.from_source(CollectionSource(collection), "Collection Source")
+
+    def from_elements(self, *elements: T) -> DataStream:
+        return self.from_collection(list(elements))
+
+    def socket_text_stream(
+        self, hostname: str, port: int, delimiter: str = "\n", max_retry: int = 0
+    ) -> DataStream:
+        """Lines read from a TCP server (at-most-once). ``max_retry``: reconnect attempts after
+        the connection ends (0: end the stream, -1: forever)."""
+        from strom.connectors.socket import SocketTextSource
+
+        return self.from_source(
+            SocketTextSource(hostname, port, delimiter=delimiter, max_retry=max_retry),
+            f"Socket Stream {hostname}:{port}",
+        )
+
+    def read_text_file(
+        self, file_path: str, charset_name: str = "utf-8", monitor_interval: float | None = None
+    ) -> DataStream:
+        """Lines of a file or of all files in a directory (exactly-once with checkpoints).
+
+        With ``monitor_interval`` (seconds) the directory is watched and new files are read as
+        they appear; the stream is then unbounded.
+        """
+        from strom.connectors.file import FileSource
+
+        return self.from_source(
+            FileSource(file_path, encoding=charset_name, monitor_interval=monitor_interval),
+            f"File Source {file_path}",
+        )
+
+    # -- running --------------------------------------------------------------------------
+    def get_job_graph(self, job_name: str = "strom job") -> JobGraph:
+        return translate(
+            job_name,
+            self._sinks,
+            default_parallelism=self._parallelism,
+            max_parallelism=self._max_parallelism,
+            config=self._config,
+        )
+
+    def get_execution_plan(self, job_name: str = "strom job") -> str:
+        return self.get_job_graph(job_name).describe()
+
+    def execute_async(self, job_name: str = "strom job") -> JobClient:
+        graph = self.get_job_graph(job_name)
+        log.debug("submitting %s", graph.describe())
+        # as in Flink, an executed topology is consumed: the next execute starts afresh
+        self._transformations.clear()
+        self._sinks.clear()
+        return LocalJobClient(graph).start()
+
+    def execute(self, job_name: str = "strom job") -> JobExecutionResult:
+        """Run the job to completion (or failure). Ctrl-C cancels it cleanly."""
+        client = self.execute_async(job_name)
+        try:
+            return client.wait()
+        except KeyboardInterrupt:
+            client.cancel()
+            try:
+                client.wait(timeout=30)
+            except Exception:  # the KeyboardInterrupt is what the caller needs to see
+                pass
+            raise
+
+    def _execute_and_collect(
+        self, stream: DataStream, job_name: str, capacity: int = 64
+    ) -> CloseableIterator[Any]:
+        from strom.api.collect import CloseableIterator, CollectSink
+
+        sink: CollectSink[Any] = CollectSink(capacity)
+        stream.sink_to(sink).name("Collect Sink")
+        return CloseableIterator(self.execute_async(job_name), sink)

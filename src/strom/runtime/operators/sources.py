@@ -1,0 +1,229 @@
+"""Heads of source tasks: one drives a pull-based ``SourceReader``, one runs a user's
+``SourceFunction`` (push-style) under a checkpoint lock.
+
+Both take checkpoints only between batches: the reader loop checks the task's mailbox before
+every ``poll``; the ``SourceFunction`` driver flushes and snapshots while holding the
+checkpoint lock, from a helper thread, so a ``run`` that holds the lock while it emits and
+advances its position is always snapshotted consistently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from strom.connectors.base import Batch, ReaderContext, Source, SourceReader
+from strom.functions import SourceCancelled, SourceContext, SourceFunction
+from strom.runtime.operators.base import StreamOperator
+
+
+class SourceHost(Protocol):
+    """What a source head needs from its task."""
+
+    batch_size: int
+    flush_interval: float
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def process_mailbox(self) -> None: ...
+
+    def wait_mailbox(self, timeout: float) -> bool: ...
+
+
+class SourceOperator(StreamOperator):
+    def run(self, host: SourceHost) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Called from another thread: make ``run`` return soon."""
+
+
+class SourceReaderOperator(SourceOperator):
+    def __init__(self, name: str, source: Source[Any]) -> None:
+        super().__init__(name)
+        self.source = source
+        self._restored: list[Any] | None = None
+
+    def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:
+        super().initialize_state(snapshots)
+        if snapshots is not None:
+            self._restored = [entry for s in snapshots for entry in s.get("reader", [])]
+
+    def open(self) -> None:
+        ctx = self.ctx
+        self.reader: SourceReader[Any] = self.source.create_reader(
+            ReaderContext(
+                subtask_index=ctx.subtask_index,
+                parallelism=ctx.parallelism,
+                operator_name=self.name,
+                attempt=ctx.attempt,
+                metrics=ctx.metrics,
+                processing_time=ctx.processing_time,
+            )
+        )
+        self.reader.open(self._restored)
+
+    def run(self, host: SourceHost) -> None:
+        reader, emit, size = self.reader, self.output.emit, host.batch_size
+        counter = self.ctx.metrics.counter("records_out")
+        while not host.cancelled:
+            host.process_mailbox()
+            batch = reader.poll(size)
+            if batch is None:
+                return
+            if type(batch) is list:
+                if batch:
+                    counter.count += len(batch)
+                    emit(batch, None)
+            elif isinstance(batch, Batch):
+                if batch.values:
+                    counter.count += len(batch.values)
+                    emit(batch.values, batch.timestamps)
+            else:
+                raise TypeError(
+                    f"{type(reader).__name__}.poll returned {type(batch).__name__}; "
+                    "expected a list, a Batch or None"
+                )
+
+    def cancel(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.wakeup()
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        snap = super().snapshot_state(checkpoint_id, timestamp)
+        snap["reader"] = list(self.reader.snapshot_state(checkpoint_id))
+        return snap
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self.reader.notify_checkpoint_complete(checkpoint_id)
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        self.reader.notify_checkpoint_aborted(checkpoint_id)
+
+    def close(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.close()
+
+
+class _FunctionSourceContext(SourceContext[Any]):
+    def __init__(self, op: SourceFunctionOperator, host: SourceHost) -> None:
+        self._op = op
+        self._host = host
+        self.lock = threading.RLock()
+        self._values: list[Any] = []
+        self._timestamps: list[int] | None = None
+        self._size = host.batch_size
+
+    def collect(self, element: Any) -> None:
+        if self._host.cancelled:
+            raise SourceCancelled()
+        with self.lock:
+            if self._timestamps is not None:
+                self.flush()
+            self._values.append(element)
+            if len(self._values) >= self._size:
+                self.flush()
+
+    def collect_with_timestamp(self, element: Any, timestamp: int) -> None:
+        if self._host.cancelled:
+            raise SourceCancelled()
+        with self.lock:
+            if self._timestamps is None:
+                self.flush()
+                self._timestamps = []
+            self._values.append(element)
+            self._timestamps.append(int(timestamp))
+            if len(self._values) >= self._size:
+                self.flush()
+
+    def emit_watermark(self, watermark: int) -> None:
+        with self.lock:
+            self.flush()
+            self._op.output.emit_watermark(int(watermark))
+
+    def mark_as_temporarily_idle(self) -> None:
+        with self.lock:
+            self.flush()
+
+    def get_checkpoint_lock(self) -> threading.RLock:
+        return self.lock
+
+    def is_cancelled(self) -> bool:
+        return self._host.cancelled
+
+    def flush(self) -> None:
+        """Emit buffered records downstream; call with the lock held."""
+        values, timestamps = self._values, self._timestamps
+        if not values:
+            self._timestamps = None
+            return
+        self._values = []
+        self._timestamps = None
+        self._op.ctx.metrics.counter("records_out").inc(len(values))
+        self._op.output.emit(values, timestamps)
+
+
+class SourceFunctionOperator(SourceOperator):
+    """Runs ``SourceFunction.run(ctx)`` in the task thread; a helper thread flushes partial
+    batches every ``flush_interval`` and runs checkpoints, both under the checkpoint lock."""
+
+    def __init__(self, name: str, function: SourceFunction[Any]) -> None:
+        super().__init__(name, function)
+        self._failure: BaseException | None = None
+
+    def run(self, host: SourceHost) -> None:
+        fn: SourceFunction[Any] = self.function
+        ctx = _FunctionSourceContext(self, host)
+        done = threading.Event()
+        helper = threading.Thread(
+            target=self._helper_loop,
+            args=(host, ctx, done),
+            name=f"{self.name}[{self.ctx.subtask_index}]-mailbox",
+            daemon=True,
+        )
+        helper.start()
+        try:
+            fn.run(ctx)
+        except SourceCancelled:
+            if not host.cancelled:
+                raise
+        finally:
+            done.set()
+            helper.join()
+        if self._failure is not None:
+            raise self._failure
+        if host.cancelled:
+            return
+        with ctx.lock:
+            ctx.flush()
+            host.process_mailbox()
+
+    def _helper_loop(
+        self, host: SourceHost, ctx: _FunctionSourceContext, done: threading.Event
+    ) -> None:
+        try:
+            while not done.is_set() and not host.cancelled:
+                host.wait_mailbox(host.flush_interval)
+                with ctx.lock:
+                    ctx.flush()
+                    host.process_mailbox()
+        except BaseException as e:  # reported by run(); cancel so the user's loop stops
+            self._failure = e
+            self.cancel()
+
+    def cancel(self) -> None:
+        fn: SourceFunction[Any] = self.function
+        fn.cancel()
+
+
+def make_source_operator(name: str, source: Source[Any] | SourceFunction[Any]) -> SourceOperator:
+    if isinstance(source, Source):
+        return SourceReaderOperator(name, source)
+    return SourceFunctionOperator(name, source)
+
+
+SourceFactory = Callable[[], SourceOperator]

@@ -1,0 +1,1 @@
+"""Helpers for testing strom jobs and connectors; see the submodules (e.g. ``network``)."""
