@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import pickle
+from typing import Any
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_exponential_backoff_default_jitter_stays_in_range() -> None:
         ({"jitter": 1.5}, "jitter"),
     ],
 )
-def test_exponential_backoff_validates(kwargs: dict[str, float], message: str) -> None:
+def test_exponential_backoff_validates(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ExponentialBackoff(**kwargs)
 

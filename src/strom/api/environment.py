@@ -38,8 +38,11 @@ def _check_positive(name: str, value: int) -> int:
 class StreamExecutionEnvironment:
     """Entry point of every job (PyFlink's ``StreamExecutionEnvironment``)."""
 
+    _default_parallelism = 1
+    """Parallelism of environments created from now on, unless they set their own."""
+
     def __init__(self) -> None:
-        self._parallelism = 1
+        self._parallelism = StreamExecutionEnvironment._default_parallelism
         self._max_parallelism = DEFAULT_MAX_PARALLELISM
         self._config = JobConfig()
         self._transformations: list[Transformation] = []
@@ -49,6 +52,17 @@ class StreamExecutionEnvironment:
     @staticmethod
     def get_execution_environment() -> StreamExecutionEnvironment:
         return StreamExecutionEnvironment()
+
+    @classmethod
+    def set_default_parallelism(cls, parallelism: int) -> None:
+        """Process-wide default parallelism of every environment created afterwards.
+
+        This is how ``strom run --parallelism N`` reaches a job without editing it (Flink's
+        ``flink run -p``); an environment's own ``set_parallelism`` still takes precedence.
+        """
+        StreamExecutionEnvironment._default_parallelism = _check_positive(
+            "default parallelism", parallelism
+        )
 
     # -- settings -------------------------------------------------------------------------
     def set_parallelism(self, parallelism: int) -> StreamExecutionEnvironment:
