@@ -280,7 +280,7 @@ def test_forward_between_unequal_parallelism_is_rejected() -> None:
     env.from_collection([1]).map(abs).set_parallelism(2).forward().map(abs).set_parallelism(
         3
     ).print()
-    with pytest.raises(InvalidJobError, match="forward partitioning .* needs equal parallelism"):
+    with pytest.raises(InvalidJobError, match=r"forward partitioning .* needs equal parallelism"):
         env.execute()
 
 

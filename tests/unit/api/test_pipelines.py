@@ -143,7 +143,7 @@ def test_process_function_sees_timestamps_and_yields(env: StreamExecutionEnviron
 
 
 def test_union_of_three_streams(env: StreamExecutionEnvironment) -> None:
-    a = env.from_collection(range(0, 10))
+    a = env.from_collection(range(10))
     b = env.from_collection(range(10, 20)).map(lambda x: x)
     c = env.from_collection(range(20, 30))
     assert sorted(collect(a.union(b, c))) == list(range(30))
@@ -179,7 +179,7 @@ def test_rebalance_spreads_records_over_all_subtasks(env: StreamExecutionEnviron
 
     out = collect(env.from_collection(range(100)).rebalance().map(Index()))
     p = env.get_parallelism()
-    assert Counter(out) == {i: 100 // p for i in range(p)}
+    assert Counter(out) == dict.fromkeys(range(p), 100 // p)
 
 
 def test_broadcast_partitioning_duplicates_to_every_subtask(
