@@ -72,7 +72,7 @@ class _CollectionReader(SourceReader[T]):
             return None
         end = min(start + max_records, len(elements))
         self._next = end
-        return list(elements[start:end])
+        return list(elements[start:end]) if not isinstance(elements, list) else elements[start:end]
 
     def snapshot_state(self, checkpoint_id: int) -> list[Any]:
         return [(self._subtask, self._parallelism, self._next)]

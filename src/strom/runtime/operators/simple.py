@@ -1,7 +1,7 @@
 """Record-at-a-time operators run batch-at-a-time: map, flat_map, filter, process.
 
-Each loops over a batch in a comprehension (the fast path); the walrus keeps the current record
-so a failure can name it at no measurable cost.
+Each loops over a whole batch, in C where possible (``list(map(f, batch))``); a failure still
+names the record that caused it.
 """
 
 from __future__ import annotations
@@ -13,18 +13,26 @@ from strom.functions import FilterFunction, FlatMapFunction, MapFunction, Proces
 from strom.runtime.operators.base import StreamOperator
 
 
+def _failed_record(values: list[Any], it: Any) -> Any:
+    """The record a C-level ``map``/``filter`` over ``it = iter(values)`` was processing when
+    the function raised: the iterator has advanced exactly past it."""
+    remaining = it.__length_hint__()
+    index = len(values) - remaining - 1
+    return values[index] if 0 <= index < len(values) else ...
+
+
 class MapOperator(StreamOperator):
     def open(self) -> None:
         super().open()
         self._f = self.function.map if isinstance(self.function, MapFunction) else self.function
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        f = self._f
-        cur: Any = ...
+        # list(map(...)) keeps the loop in C; the iterator tells which record failed
+        it = iter(values)
         try:
-            out = [f(cur := v) for v in values]
+            out = list(map(self._f, it))
         except Exception as e:
-            raise self.fail(e, cur) from e
+            raise self.fail(e, _failed_record(values, it)) from e
         self.output.emit(out, timestamps)
 
 
@@ -35,15 +43,14 @@ class FilterOperator(StreamOperator):
         self._f = fn.filter if isinstance(fn, FilterFunction) else fn
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        f = self._f
-        cur: Any = ...
+        it = iter(values)
         try:
             if timestamps is None:
-                out = [v for v in values if f(cur := v)]
+                out = list(filter(self._f, it))
             else:
-                keep = [bool(f(cur := v)) for v in values]
+                keep = list(map(self._f, it))
         except Exception as e:
-            raise self.fail(e, cur) from e
+            raise self.fail(e, _failed_record(values, it)) from e
         if timestamps is None:
             if out:
                 self.output.emit(out, None)

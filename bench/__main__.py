@@ -1,0 +1,113 @@
+"""Benchmark runner: each variant in a fresh subprocess (so peak RSS is its own), best of N.
+
+    python -m bench pipeline [--records 1000000] [--repeat 3]
+
+Prints a table and writes ``bench/results/<suite>.json``; copy the table into BENCHMARKS.md
+with the machine description it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+SUITES = {"pipeline": ["plain", "strom-p1", "strom-p2"]}
+
+
+def child(suite: str, variant: str, records: int, repeat: int) -> None:
+    from bench import pipeline
+    from bench.data import access_log_lines
+
+    lines = access_log_lines(records)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    best = float("inf")
+    checksum = None
+    for _ in range(repeat):
+        seconds, result = pipeline.run(variant, lines)
+        best = min(best, seconds)
+        checksum = sorted(result.items())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "seconds": best,
+                "records_per_s": records / best,
+                "peak_rss_mib": peak / 1024,
+                "rss_over_input_mib": (peak - base_rss) / 1024,
+                "checksum": hashlib.sha256(str(checksum).encode()).hexdigest()[:16],
+            }
+        )
+    )
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("suite", choices=sorted(SUITES))
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.suite, args.child, args.records, args.repeat)
+        return
+    rows = []
+    for variant in SUITES[args.suite]:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                args.suite,
+                "--child",
+                variant,
+                "--records",
+                str(args.records),
+                "--repeat",
+                str(args.repeat),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    sums = {r["checksum"] for r in rows}
+    if len(sums) != 1:
+        raise SystemExit(f"variants disagree on the result: {rows}")
+    plain = next(r for r in rows if r["variant"] == "plain")
+    print(f"machine: {machine()}")
+    print(f"suite: {args.suite}, {args.records:,} records, best of {args.repeat}")
+    print("| variant | records/s | vs plain loop | peak RSS MiB | RSS over input MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['records_per_s']:,.0f} | "
+            f"{r['records_per_s'] / plain['records_per_s']:.2f}x | {r['peak_rss_mib']:.0f} | "
+            f"{r['rss_over_input_mib']:.0f} |"
+        )
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{args.suite}.json").write_text(json.dumps({"machine": machine(), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
