@@ -16,11 +16,13 @@ from strom.errors import InvalidJobError
 from strom.functions import ParallelSourceFunction, SourceFunction
 from strom.graph import SourceTransformation, Transformation, translate
 from strom.graph.transformations import per_subtask_copy
+from strom.runtime.checkpoint import CheckpointConfig, CheckpointingMode
 from strom.runtime.executor import LocalJobClient
 from strom.runtime.job import JobClient, JobExecutionResult
 from strom.runtime.jobgraph import JobConfig, JobGraph
 from strom.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from strom.runtime.operators.sources import SourceFunctionOperator, SourceReaderOperator
+from strom.runtime.restart import RestartStrategy
 
 if TYPE_CHECKING:
     from strom.api.collect import CloseableIterator
@@ -99,6 +101,41 @@ class StreamExecutionEnvironment:
 
     def set_job_parameters(self, **parameters: str) -> StreamExecutionEnvironment:
         self._config.job_parameters.update({k: str(v) for k, v in parameters.items()})
+        return self
+
+    # -- fault tolerance ------------------------------------------------------------------
+    def enable_checkpointing(
+        self, interval: int, mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
+    ) -> StreamExecutionEnvironment:
+        """Take a checkpoint every ``interval`` ms. Sources keep replayable positions and
+        operators their state in it; on failure the job restarts from the latest one."""
+        self._config.checkpoint.set_checkpoint_interval(interval)
+        self._config.checkpoint.set_checkpointing_mode(mode)
+        return self
+
+    def get_checkpoint_config(self) -> CheckpointConfig:
+        return self._config.checkpoint
+
+    def get_checkpoint_interval(self) -> int:
+        return self._config.checkpoint.interval_ms
+
+    def set_restart_strategy(self, strategy: RestartStrategy) -> StreamExecutionEnvironment:
+        """See ``RestartStrategies``; default: fixed delay (1 s, unlimited) with
+        checkpointing, no restart without."""
+        self._config.restart_strategy = strategy
+        return self
+
+    def restore_from(
+        self, path: str, *, allow_non_restored_state: bool = False
+    ) -> StreamExecutionEnvironment:
+        """Start the next execution from a checkpoint or savepoint directory, or ``"latest"``
+        (the newest completed checkpoint of this job name in the checkpoint storage).
+
+        State is matched to operators by ``uid``; state that matches no operator is an error
+        unless ``allow_non_restored_state``. The job may run at another parallelism.
+        """
+        self._config.restore_path = path
+        self._config.allow_non_restored_state = allow_non_restored_state
         return self
 
     # -- building -------------------------------------------------------------------------

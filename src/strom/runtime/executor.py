@@ -1,8 +1,9 @@
 """The embedded executor: every subtask of every vertex as a thread in this process.
 
-``LocalJobClient`` deploys a ``JobGraph`` (gates, writers, tasks), watches the tasks, and on
-the first failure cancels all others and reports the failing operator, subtask and original
-traceback. Blocking client libraries release the GIL, so I/O-bound tasks overlap.
+``LocalJobClient`` deploys a ``JobGraph`` (gates, writers, tasks), runs the checkpoint
+coordinator beside it, and on the first failure cancels all tasks. The restart strategy then
+decides: restore every task from the latest completed checkpoint (sources seek to their stored
+positions) and run again, or fail the job naming the operator, subtask and original traceback.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import time
 import uuid
 from typing import Any
 
-from strom.errors import JobCancelledError, JobExecutionError
+from strom.errors import InvalidJobError, JobCancelledError, JobExecutionError, StromError
 from strom.metrics import MetricGroup
 from strom.runtime.channels import InputGate
+from strom.runtime.checkpoint import storage as ckpt_storage
+from strom.runtime.checkpoint.config import CheckpointingMode, ExternalizedCheckpointRetention
+from strom.runtime.checkpoint.coordinator import CheckpointCoordinator, CheckpointStats
+from strom.runtime.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from strom.runtime.context import AccumulatorRegistry
 from strom.runtime.job import JobClient, JobExecutionResult, JobStatus
 from strom.runtime.jobgraph import JobGraph
+from strom.runtime.restart import FixedDelayRestart, NoRestart, RestartStrategy
 from strom.runtime.task import RecordWriterOutput, Task, TaskEnvironment, TaskState
 
 log = logging.getLogger("strom.executor")
@@ -72,6 +78,37 @@ def deploy(graph: JobGraph, env: TaskEnvironment) -> list[Task]:
     return tasks
 
 
+def load_restore_point(graph: JobGraph) -> CompletedCheckpoint | None:
+    """Load ``config.restore_path`` and check it fits the job; clear errors otherwise."""
+    cfg = graph.config
+    if cfg.restore_path is None:
+        return None
+    path = ckpt_storage.resolve(cfg.restore_path, cfg.checkpoint.storage, graph.job_name)
+    restored = ckpt_storage.load(path)
+    max_par = {v.max_parallelism for v in graph.vertices}
+    if restored.max_parallelism not in max_par:
+        raise ckpt_storage.CheckpointRestoreError(
+            f"{path}: written with max parallelism {restored.max_parallelism}, the job has "
+            f"{sorted(max_par)}; key groups cannot be remapped"
+        )
+    uids = {o.uid for v in graph.vertices for o in v.operators}
+    unknown = sorted(u for u, snaps in restored.operators.items() if u not in uids and any(snaps))
+    if unknown and not cfg.allow_non_restored_state:
+        raise ckpt_storage.CheckpointRestoreError(
+            f"{path}: state of operator(s) {', '.join(unknown)} matches no operator of the job "
+            "(set a uid() on stateful operators; or allow non-restored state to drop it)"
+        )
+    generated = sorted(u for u in uids if u.startswith("auto-") and u in restored.operators)
+    if generated:
+        log.warning(
+            "restoring state by generated operator ids %s: give stateful operators a uid() so "
+            "a changed job still finds its state",
+            ", ".join(generated),
+        )
+    log.info("restoring from %s (checkpoint %d)", path, restored.checkpoint_id)
+    return restored
+
+
 class LocalJobClient(JobClient):
     """Runs one job in threads of this process; ``wait`` returns its result or raises."""
 
@@ -84,11 +121,15 @@ class LocalJobClient(JobClient):
         self._cancel_requested = False
         self._tasks: list[Task] = []
         self._first_failure: Task | None = None
+        self._job_failure: BaseException | None = None
+        self._coordinator: CheckpointCoordinator | None = None
         self._metrics = MetricGroup()
         self._accumulators = AccumulatorRegistry()
         self._result: JobExecutionResult | None = None
         self._error: JobExecutionError | None = None
         self._start = time.monotonic()
+        self.restarts = 0
+        self._stats: list[CheckpointStats] = []
         self._monitor = threading.Thread(
             target=self._run, name=f"job-{graph.job_name}", daemon=True
         )
@@ -132,6 +173,40 @@ class LocalJobClient(JobClient):
                     agg[k] = agg.get(k, 0) + val
         return merged
 
+    def checkpoint_stats(self) -> list[CheckpointStats]:
+        """Completed checkpoints and savepoints of this job so far (all attempts)."""
+        coord = self._coordinator
+        return self._stats + (list(coord.stats) if coord is not None else [])
+
+    def trigger_checkpoint(self, timeout: float = 60.0) -> CompletedCheckpoint:
+        """Take a checkpoint now and wait for it."""
+        return self._coordinator_or_raise().trigger().result(timeout)
+
+    def trigger_savepoint(self, directory: str, timeout: float = 60.0) -> str:
+        """Write a savepoint under ``directory``; returns its path. Never deleted by strom."""
+        coord = self._coordinator_or_raise()
+        name = f"savepoint-{ckpt_storage._safe(self.graph.job_name)}-{uuid.uuid4().hex[:8]}"
+        path = f"{directory.rstrip('/')}/{name}"
+        return coord.trigger(savepoint_dir=path).result(timeout).path
+
+    def stop_with_savepoint(self, directory: str, timeout: float = 60.0) -> str:
+        path = self.trigger_savepoint(directory, timeout)
+        self.cancel()
+        try:
+            self.wait(timeout)
+        except JobCancelledError:
+            pass
+        return path
+
+    def _coordinator_or_raise(self) -> CheckpointCoordinator:
+        coord = self._coordinator
+        if coord is None:
+            raise StromError(
+                "checkpoints and savepoints need checkpointing enabled "
+                "(env.enable_checkpointing) and a running job"
+            )
+        return coord
+
     @property
     def cancel_requested(self) -> bool:
         return self._cancel_requested
@@ -147,43 +222,178 @@ class LocalJobClient(JobClient):
                 if t is not task:
                     t.cancel()
 
+    def _fail_job(self, error: BaseException) -> None:
+        """A failure outside any task (e.g. too many failed checkpoints)."""
+        with self._cond:
+            if self._job_failure is None:
+                self._job_failure = error
+            self._cond.notify_all()
+        for t in list(self._tasks):
+            t.cancel()
+
+    def _restart_strategy(self) -> RestartStrategy:
+        cfg = self.graph.config
+        if cfg.restart_strategy is not None:
+            return cfg.restart_strategy
+        if cfg.checkpoint.enabled:
+            return FixedDelayRestart(2**31 - 1, 1.0)
+        return NoRestart()
+
     def _run(self) -> None:
         graph = self.graph
         cfg = graph.config
+        try:
+            restored = load_restore_point(graph)
+        except Exception as e:
+            err = JobExecutionError(f"Job {graph.job_name!r} cannot start: {e}")
+            self._finish(JobStatus.FAILED, err, e)
+            return
+        strategy = self._restart_strategy()
+        storage = (
+            CheckpointStorage(cfg.checkpoint.storage, graph.job_name)
+            if cfg.checkpoint.enabled
+            else None
+        )
+        next_id = restored.checkpoint_id + 1 if restored is not None else 1
+        attempt = 0
+        while True:
+            self._run_attempt(attempt, restored, storage, next_id)
+            coord = self._coordinator
+            if coord is not None:
+                self._stats.extend(coord.stats)
+                latest = coord.latest_completed()
+                restored = latest or restored
+                next_id = coord.next_id
+                self._coordinator = None
+            failed = self._first_failure is not None or self._job_failure is not None
+            if failed and not self._cancel_requested:
+                delay = strategy.next_delay(time.monotonic())
+                if delay is not None:
+                    self._log_restart(attempt, delay, restored)
+                    with self._cond:
+                        self._status = JobStatus.RESTARTING
+                        self._cond.wait_for(lambda: self._cancel_requested, delay)
+                    if not self._cancel_requested:
+                        attempt += 1
+                        self.restarts = attempt
+                        continue
+            break
+        self._conclude(storage)
+
+    def _log_restart(
+        self, attempt: int, delay: float, restored: CompletedCheckpoint | None
+    ) -> None:
+        root = self._first_failure
+        what = (
+            f"operator {root.failed_operator!r} (subtask {root.subtask_index + 1}) raised "
+            f"{type(getattr(root.failure, 'cause', root.failure)).__name__}"
+            if root is not None
+            else str(self._job_failure)
+        )
+        where = f"checkpoint {restored.checkpoint_id}" if restored else "the start position"
+        log.warning(
+            "job %r attempt %d failed: %s; restarting in %.1fs from %s",
+            self.graph.job_name,
+            attempt,
+            what,
+            delay,
+            where,
+        )
+
+    def _run_attempt(
+        self,
+        attempt: int,
+        restored: CompletedCheckpoint | None,
+        storage: CheckpointStorage | None,
+        next_id: int,
+    ) -> None:
+        graph = self.graph
+        cfg = graph.config
+        self._first_failure = None
+        self._job_failure = None
+        coordinator = None
+        if storage is not None:
+            coordinator = CheckpointCoordinator(
+                cfg.checkpoint,
+                storage,
+                job_name=graph.job_name,
+                max_parallelism=max(v.max_parallelism for v in graph.vertices),
+                wall_clock=wall_clock_ms,
+                on_failure=self._fail_job,
+                first_id=next_id,
+            )
+        operators = restored.operators if restored is not None else {}
         env = TaskEnvironment(
             job_name=graph.job_name,
             config=cfg,
-            attempt=0,
+            attempt=attempt,
             accumulators=self._accumulators,
             metrics=self._metrics,
             processing_time=cfg.processing_time or wall_clock_ms,
+            restored_state=(lambda uid: operators.get(uid))
+            if restored is not None
+            else (lambda uid: None),
+            acknowledge=coordinator.acknowledge
+            if coordinator is not None
+            else (lambda t, c, s, a: None),
+            request_final_checkpoint=(
+                coordinator.request_final_checkpoint if coordinator is not None else None
+            ),
+            exactly_once=cfg.checkpoint.mode is CheckpointingMode.EXACTLY_ONCE,
             on_done=self._on_task_done,
         )
         try:
-            self._tasks = deploy(graph, env)
+            tasks = deploy(graph, env)
         except BaseException as e:
-            self._finish(JobStatus.FAILED, JobExecutionError(f"could not deploy job: {e}"), e)
+            self._job_failure = e
             return
         with self._cond:
+            self._tasks = tasks
             if self._cancel_requested:
-                self._finish(JobStatus.CANCELED, self._cancelled_error(), None)
                 return
             self._status = JobStatus.RUNNING
-        for t in self._tasks:
+        if coordinator is not None:
+            coordinator.register(tasks)
+            self._coordinator = coordinator
+            coordinator.start()
+        for t in tasks:
             t.start()
         with self._cond:
-            while not all(t.state in _DONE for t in self._tasks):
+            while not all(t.state in _DONE for t in tasks):
                 self._cond.wait(0.5)
-                if self._cancel_requested or any(t.state is TaskState.FAILED for t in self._tasks):
+                if (
+                    self._cancel_requested
+                    or self._job_failure is not None
+                    or any(t.state is TaskState.FAILED for t in tasks)
+                ):
                     break
+        if coordinator is not None:
+            coordinator.stop()
         self._join_all()
+
+    def _conclude(self, storage: CheckpointStorage | None) -> None:
         root = self._first_failure
         if root is not None:
-            self._finish(JobStatus.FAILED, self._failure_error(root), root.failure)
+            status, error, cause = JobStatus.FAILED, self._failure_error(root), root.failure
+        elif self._job_failure is not None:
+            e = self._job_failure
+            status, error, cause = (
+                JobStatus.FAILED,
+                JobExecutionError(f"Job {self.graph.job_name!r} failed: {e}"),
+                e,
+            )
         elif self.cancel_requested:
-            self._finish(JobStatus.CANCELED, self._cancelled_error(), None)
+            status, error, cause = JobStatus.CANCELED, self._cancelled_error(), None
         else:
-            self._finish(JobStatus.FINISHED, None, None)
+            status, error, cause = JobStatus.FINISHED, None, None
+        retention = self.graph.config.checkpoint.retention
+        if (
+            storage is not None
+            and status is not JobStatus.FAILED
+            and retention is ExternalizedCheckpointRetention.DELETE_ON_CANCELLATION
+        ):
+            storage.discard_run()
+        self._finish(status, error, cause)
 
     def _join_all(self) -> None:
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
@@ -214,6 +424,8 @@ class LocalJobClient(JobClient):
         )
         if cause is not original:
             message += f"\n  {cause}"
+        if self.restarts:
+            message += f"\n  (after {self.restarts} restart(s))"
         return JobExecutionError(
             message,
             job_name=self.graph.job_name,
@@ -245,3 +457,4 @@ class LocalJobClient(JobClient):
 
 
 _DONE = (TaskState.FINISHED, TaskState.CANCELED, TaskState.FAILED)
+__all__ = ["InvalidJobError", "LocalJobClient", "deploy", "load_restore_point"]

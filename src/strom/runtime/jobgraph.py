@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from strom.runtime.checkpoint.config import CheckpointConfig
 from strom.runtime.operators.base import StreamOperator
 from strom.runtime.partitioners import Partitioner
+from strom.runtime.restart import RestartStrategy
 
 
 @dataclass
@@ -55,6 +57,12 @@ class JobVertex:
 
 @dataclass
 class JobConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    restart_strategy: RestartStrategy | None = None
+    """None: Flink's default — fixed delay (1 s, unlimited) with checkpointing, else none."""
+    restore_path: str | None = None
+    """A checkpoint/savepoint directory (or ``latest``) to start from."""
+    allow_non_restored_state: bool = False
     batch_size: int = 1024
     channel_capacity: int = 8
     flush_interval: float = 0.05

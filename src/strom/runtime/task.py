@@ -11,6 +11,7 @@ notifications), so operators are only ever touched by one thread at a time.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -94,7 +95,10 @@ class TaskEnvironment:
     metrics: MetricGroup
     processing_time: Callable[[], int]
     restored_state: Callable[[str], list[dict[str, Any]] | None] = lambda uid: None
-    acknowledge: Callable[[Task, int, dict[str, Any]], None] = lambda t, cid, s: None
+    acknowledge: Callable[[Task, int, dict[str, Any], int], None] = lambda t, cid, s, a: None
+    request_final_checkpoint: Callable[[Task], None] | None = None
+    """Set when checkpointing is on: a task whose input ended waits for one more checkpoint
+    (so exactly-once sinks commit everything) before it finishes."""
     exactly_once: bool = True
     on_done: Callable[[Task], None] = lambda t: None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +129,11 @@ class Task:
         self._mailbox_cond = threading.Condition()
         self._writers = [w for ws in outputs_per_operator for w in ws]
         self._watermark = MIN_WATERMARK
+        self.input_ended = False
+        self._final_checkpoint: int | None = None
+        self._final_done = False
+        self._last_checkpoint = 0
+        self._alignment_started = 0.0
         self.operators: list[StreamOperator] = []
         self._build_chain(outputs_per_operator)
         self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
@@ -164,6 +173,10 @@ class Task:
 
     def current_watermark(self) -> int:
         return self._watermark
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (TaskState.FINISHED, TaskState.CANCELED, TaskState.FAILED)
 
     @property
     def cancelled(self) -> bool:
@@ -257,10 +270,20 @@ class Task:
         self.state = TaskState.FAILED
 
     def _finish_input(self) -> None:
-        """End of input: let each operator emit what it holds, then tell downstream."""
+        """End of input: let each operator emit what it holds, take part in one more
+        checkpoint (when checkpointing is on), then tell downstream."""
         self.process_mailbox()
         for op in self.operators:
             op.end_input()
+        request = self.env.request_final_checkpoint
+        if request is not None:
+            self.input_ended = True
+            request(self)
+            while not self._final_done:
+                if self._cancelled:
+                    raise ChannelCancelled()
+                self.wait_mailbox(0.1)
+                self.process_mailbox()
         for w in self._writers:
             w.broadcast_event(END_OF_INPUT)
 
@@ -299,7 +322,8 @@ class Task:
                 remaining -= 1
                 if remaining:
                     self._advance_watermark(channel_wm, ended)
-                    self._check_alignment(ended)
+                # an ended channel counts as aligned: this may complete a pending checkpoint
+                self._check_alignment(ended)
             else:
                 raise TypeError(f"unexpected element on channel {ch}: {element!r}")
 
@@ -320,6 +344,8 @@ class Task:
             self._aligned = set()
         elif barrier.checkpoint_id < pending.checkpoint_id:
             return
+        if not self._aligned:
+            self._alignment_started = time.monotonic()
         self._aligned.add(ch)
         if self.env.exactly_once:
             self.gate.block(ch)  # type: ignore[union-attr]
@@ -336,9 +362,20 @@ class Task:
                 self.gate.unblock_all()
             self.perform_checkpoint(barrier)
 
+    def trigger_checkpoint(self, barrier: CheckpointBarrier) -> None:
+        """Mailbox action posted by the coordinator to sources and input-ended tasks."""
+        if self._cancelled or self.is_finished or barrier.checkpoint_id <= self._last_checkpoint:
+            return
+        self._alignment_started = time.monotonic()
+        self.perform_checkpoint(barrier)
+
     def perform_checkpoint(self, barrier: CheckpointBarrier) -> None:
         """Flush, snapshot every operator, forward the barrier, acknowledge. Task thread only."""
         cid, ts = barrier.checkpoint_id, barrier.timestamp
+        alignment_ms = int((time.monotonic() - self._alignment_started) * 1000)
+        self._last_checkpoint = cid
+        if self.input_ended:
+            self._final_checkpoint = cid
         for op in self.operators:
             op.prepare_snapshot(cid)
         snapshot = {
@@ -347,11 +384,14 @@ class Task:
         }
         for w in self._writers:
             w.broadcast_event(barrier)
-        self.env.acknowledge(self, cid, snapshot)
+        self.env.acknowledge(self, cid, snapshot, alignment_ms)
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         for op in self.operators:
             op.notify_checkpoint_complete(checkpoint_id)
+        final = self._final_checkpoint
+        if final is not None and checkpoint_id >= final:
+            self._final_done = True
 
     def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         for op in self.operators:
