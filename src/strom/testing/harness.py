@@ -832,6 +832,7 @@ def run_to_completion(
         raise
     finally:
         watchdog.cancel()
+        watchdog.join()  # if it fired: the job is cancelled and gone before we return
     if timed_out.is_set():
         raise TimeoutError(f"job still running after {timeout} s; {len(records)} records so far")
     return records

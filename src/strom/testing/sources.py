@@ -78,6 +78,8 @@ class _Pause:
 class TestingSourceAborted(Exception):
     """Raised by a ``TestingSource`` reader at an ``ABORT`` marker (``TestingSource.Aborted``)."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
 
 class _AbortRegistry:
     """Indices of ABORT markers that have fired, shared by every reader of one source."""
@@ -143,7 +145,11 @@ class TestingSource(Source[T], Generic[T]):
     bounded = True
 
     def __init__(
-        self, items: Iterable[Any], *, parallel: bool = False, batch_size: int | None = None
+        self,
+        items: Iterable[T | _Marker | _Pause],
+        *,
+        parallel: bool = False,
+        batch_size: int | None = None,
     ) -> None:
         if isinstance(items, str | bytes | dict):
             raise TypeError(f"TestingSource expects a collection of items, got {type(items)}")

@@ -182,6 +182,17 @@ def test_restored_writer_appends(tmp_path: Path, share: str) -> None:
     assert path.read_text() == "a,1\nb,2\nlost?,3\nlost?,3\nc,4\n"
 
 
+@pytest.mark.parametrize(("tail", "kept"), [("c,", "a\nb\n"), ("no newline at all", "")])
+def test_restored_writer_cuts_a_torn_last_row(tmp_path: Path, tail: str, kept: str) -> None:
+    path = tmp_path / "out.txt"
+    # a process killed mid-write left half a row behind
+    path.write_text(kept + tail)
+    with writer(TextSink(path), state=[(str(path), len(kept))]) as w:
+        w.write(["c", "d"], None)
+        w.flush(True)
+    assert path.read_text() == kept + "c\nd\n"
+
+
 # -- CSV -------------------------------------------------------------------------------------
 
 

@@ -90,10 +90,13 @@ def test_a_paused_poll_blocks_briefly_and_wakeup_cuts_it_short() -> None:
         start = time.monotonic()
         assert h.poll() == []
         assert 0.02 <= time.monotonic() - start < 0.5  # ~max_poll_wait, not the whole pause
-        h.wakeup()
-        start = time.monotonic()
-        assert h.poll() == []
-        assert time.monotonic() - start < 0.02
+        woken = []
+        for _ in range(5):  # the best of five, so a busy machine does not fail the test
+            h.wakeup()
+            start = time.monotonic()
+            assert h.poll() == []
+            woken.append(time.monotonic() - start)
+        assert min(woken) < 0.02
 
 
 def test_markers_pickle_and_copy_to_themselves() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,9 @@ from strom.formats import CsvSchema, SerializationError
 __all__ = ["CsvSink", "TextSink", "WriteMode", "output_file"]
 
 _BUFFER = 1 << 20
+
+
+log = logging.getLogger("strom.connectors.file")
 
 
 class WriteMode(Enum):
@@ -242,6 +246,9 @@ class _FileWriter(SinkWriter[Any]):
         self, sink: _FileSink, target: str, parallelism: int, encode: Callable[[list[Any]], bytes]
     ) -> None:
         self._sink_name = type(sink).__name__
+        # a CsvSchema may use its own line delimiter; both sinks end every row with a newline
+        # by default, which is what a torn tail is recognised by
+        self._row_end = getattr(sink, "row_delimiter", "\n").encode()
         self._root = sink.path
         self._mode = sink.write_mode
         self._target = target
@@ -278,8 +285,34 @@ class _FileWriter(SinkWriter[Any]):
                 "use WriteMode.OVERWRITE to replace it)",
                 target,
             ) from None
+        if restored_state is not None:
+            self._cut_torn_tail(fh, target)
         self._fh = fh
         self._length = fh.tell()
+
+    def _cut_torn_tail(self, fh: IO[bytes], target: str) -> None:
+        """A process killed mid-write can leave half a row at the end; the records after the
+        last checkpoint are written again anyway, so cut the file back to its last full row
+        rather than glue the next row onto the torn one."""
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        window = min(size, 1 << 20)
+        with open(target, "rb") as reader:
+            reader.seek(size - window)
+            tail = reader.read(window)
+        if tail.endswith(self._row_end):
+            return
+        cut = tail.rfind(self._row_end)
+        keep = size - window + cut + len(self._row_end) if cut >= 0 else 0
+        log.warning(
+            "%s: %s ends in a torn row (%d bytes); cutting it before appending",
+            self._sink_name,
+            target,
+            size - keep,
+        )
+        fh.truncate(keep)
+        fh.seek(keep)
 
     def _prepare_directory(self, overwrite: bool) -> None:
         root = self._root
