@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,8 +54,9 @@ class AccumulatorRegistry:
         out: dict[str, Any] = {}
         with self._lock:
             for name, accs in self._by_name.items():
-                total = type(accs[0])()
-                for a in accs:
+                # a copy of the first, not type(acc)(): accumulators may take constructor args
+                total = copy.deepcopy(accs[0])
+                for a in accs[1:]:
                     total.merge(a)
                 out[name] = total.get_local_value()
         return out

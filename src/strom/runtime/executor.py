@@ -240,6 +240,21 @@ class LocalJobClient(JobClient):
         return NoRestart()
 
     def _run(self) -> None:
+        try:
+            self._run_job()
+        except BaseException as e:  # never leave wait() hanging on an internal error
+            log.exception("job %r: internal error in the job monitor", self.graph.job_name)
+            if not self._done.is_set():
+                self._error = JobExecutionError(
+                    f"Job {self.graph.job_name!r} failed: internal error: {e!r}"
+                )
+                self._error.__cause__ = e
+                self._result = None
+                with self._cond:
+                    self._status = JobStatus.FAILED
+                self._done.set()
+
+    def _run_job(self) -> None:
         graph = self.graph
         cfg = graph.config
         try:

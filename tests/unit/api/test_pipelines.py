@@ -19,6 +19,7 @@ from strom.state import (
     ReducingStateDescriptor,
     ValueStateDescriptor,
 )
+from strom.testing import TestingSink
 
 
 def collect(stream: Any) -> list[Any]:
@@ -268,3 +269,32 @@ def test_fan_out_from_the_middle_of_a_chain(env: StreamExecutionEnvironment) -> 
     env.execute()
     assert sorted(evens.results) == [x * 10 for x in range(0, 20, 2)]
     assert sorted(odds.results) == [x * 10 for x in range(1, 20, 2)]
+
+
+def test_accumulator_with_constructor_arguments_is_merged(env: StreamExecutionEnvironment) -> None:
+    from strom.functions import Accumulator
+
+    class MaxAcc(Accumulator):
+        def __init__(self, start: int) -> None:
+            self.value = start
+
+        def add(self, value: Any) -> None:
+            self.value = max(self.value, value)
+
+        def get_local_value(self) -> int:
+            return self.value
+
+        def merge(self, other: Accumulator) -> None:
+            self.value = max(self.value, other.get_local_value())
+
+    class Track(RichMapFunction[int, int]):
+        def open(self, runtime_context: RuntimeContext) -> None:
+            self.acc = MaxAcc(0)
+            runtime_context.add_accumulator("max", self.acc)
+
+        def map(self, value: int) -> int:
+            self.acc.add(value)
+            return value
+
+    env.from_collection([1, 5, 3]).rebalance().map(Track()).sink_to(TestingSink())
+    assert env.execute_async().wait(timeout=10).get_accumulator_result("max") == 5
