@@ -43,10 +43,16 @@ class StreamExecutionEnvironment:
     _default_parallelism = 1
     """Parallelism of environments created from now on, unless they set their own."""
 
+    _default_restore: tuple[str, bool] | None = None
+    """``(path, allow_non_restored_state)`` every new environment restores from, if set."""
+
     def __init__(self) -> None:
         self._parallelism = StreamExecutionEnvironment._default_parallelism
         self._max_parallelism = DEFAULT_MAX_PARALLELISM
         self._config = JobConfig()
+        if StreamExecutionEnvironment._default_restore is not None:
+            path, allow = StreamExecutionEnvironment._default_restore
+            self.restore_from(path, allow_non_restored_state=allow)
         self._transformations: list[Transformation] = []
         self._sinks: list[Transformation] = []
         self._next_id = 0
@@ -64,6 +70,16 @@ class StreamExecutionEnvironment:
         """
         StreamExecutionEnvironment._default_parallelism = _check_positive(
             "default parallelism", parallelism
+        )
+
+    @classmethod
+    def set_default_restore(
+        cls, path: str | None, *, allow_non_restored_state: bool = False
+    ) -> None:
+        """Process-wide restore point of every environment created afterwards: how
+        ``strom run --from-checkpoint/--from-savepoint`` reaches a job without editing it."""
+        StreamExecutionEnvironment._default_restore = (
+            None if path is None else (path, allow_non_restored_state)
         )
 
     # -- settings -------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import strom
 from strom.apps.accesslog import demo as app
+from strom.cli.control import ControlServer, request_savepoint
 from strom.cli.run import UsageError, run_target
-from strom.errors import JobExecutionError
+from strom.errors import JobCancelledError, JobExecutionError, StromError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,6 +28,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
 
 _PARALLELISM_FLAGS = ("-p", "--parallelism")
+_VALUE_FLAGS = (*_PARALLELISM_FLAGS, "--from-checkpoint", "--from-savepoint", "-s")
+_BOOL_FLAGS = ("--allow-non-restored-state", "-n")
 
 
 def _positive_int(text: str) -> int:
@@ -49,14 +52,19 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _is_parallelism_flag(arg: str) -> bool:
-    return arg.startswith("--parallelism=") or (arg.startswith("-p") and arg[2:].isdigit())
+def _is_own_flag(arg: str) -> bool:
+    """A strom option written as one word (``--parallelism=4``, ``-p4``, a boolean flag)."""
+    return (
+        arg in _BOOL_FLAGS
+        or any(arg.startswith(f"{flag}=") for flag in _VALUE_FLAGS if flag.startswith("--"))
+        or (arg.startswith("-p") and arg[2:].isdigit())
+    )
 
 
 def split_run_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Split ``strom run``'s arguments into strom's own and the job's.
 
-    Strom's options may come before the target and, for ``--parallelism``, right after it;
+    Strom's options may come before the target and right after it;
     the first other argument after the target (or a ``--``) starts the job's arguments. This
     is done by hand because argparse's ``REMAINDER`` swallows options after the target and
     drops a ``--`` differently across Python versions. Strom's part comes back as
@@ -74,10 +82,10 @@ def split_run_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             if i + 1 < n:
                 target = argv[i + 1]
             i += 2
-        elif arg in _PARALLELISM_FLAGS:
+        elif arg in _VALUE_FLAGS:
             options.extend(argv[i : i + 2])
             i += 2
-        elif _is_parallelism_flag(arg) or (arg.startswith("-") and target is None):
+        elif _is_own_flag(arg) or (arg.startswith("-") and target is None):
             options.append(arg)
             i += 1
         elif target is None:
@@ -99,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a job: a Python file, a module, or module:function",
-        usage="strom run [-h] [-p N] TARGET [-p N] [--] [ARGS ...]",
+        usage=(
+            "strom run [-h] [-p N] [--from-checkpoint DIR|latest | --from-savepoint DIR] [-n] "
+            "TARGET [--] [ARGS ...]"
+        ),
         description=(
             "Run a job. TARGET is path/to/job.py or package.module (run as __main__: the job "
             "builds its environment and calls execute()), or package.module:function (called "
@@ -113,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="default parallelism of every environment the job creates",
+    )
+    restore = run.add_mutually_exclusive_group()
+    restore.add_argument(
+        "--from-checkpoint",
+        metavar="DIR|latest",
+        help="resume from a checkpoint directory, or the newest completed checkpoint of the "
+        "job (latest) in its checkpoint storage — e.g. after the process was killed",
+    )
+    restore.add_argument(
+        "-s",
+        "--from-savepoint",
+        metavar="DIR",
+        help="start from a savepoint (state matched to operators by uid; any parallelism)",
+    )
+    run.add_argument(
+        "-n",
+        "--allow-non-restored-state",
+        action="store_true",
+        help="drop restored state that matches no operator of the job instead of failing",
     )
     run.add_argument(
         "target", metavar="TARGET", help="path/to/job.py, package.module or package.module:function"
@@ -132,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
     )
     demo.add_argument("--seed", type=int, default=app.DEFAULT_SEED, metavar="S")
+
+    savepoint = commands.add_parser(
+        "savepoint",
+        help="write a savepoint of a job started with strom run",
+        description="Trigger a savepoint of a running job (found by its process id or job id, "
+        "or the only running job) and print its path. Savepoints are never deleted by strom.",
+    )
+    savepoint.add_argument("job", metavar="JOB", nargs="?", help="process id or job id (prefix)")
+    savepoint.add_argument("directory", metavar="DIR", nargs="?", default="savepoints")
+    stop = commands.add_parser(
+        "stop",
+        help="stop a job started with strom run, with a savepoint",
+        description="Write a savepoint, then cancel the job; print the savepoint path.",
+    )
+    stop.add_argument("--with-savepoint", dest="directory", metavar="DIR", default="savepoints")
+    stop.add_argument("job", metavar="JOB", nargs="?", help="process id or job id (prefix)")
     return parser
 
 
@@ -143,6 +189,13 @@ def _demo(records: int, parallelism: int, seed: int) -> None:
     print(app.format_table(stats))
     # timing to stderr: stdout stays identical for identical arguments
     print(f"(ran in {time.monotonic() - started:.2f} s)", file=sys.stderr)
+
+
+def _stopped_with_savepoint() -> bool:
+    """``strom stop --with-savepoint`` cancels the job after its savepoint: a clean end."""
+    from strom.runtime.executor import stopped_with_savepoint
+
+    return stopped_with_savepoint()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,7 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == "run":
-            run_target(args.target, job_args, args.parallelism)
+            restore_point = args.from_checkpoint or args.from_savepoint
+            with ControlServer():
+                run_target(
+                    args.target,
+                    job_args,
+                    args.parallelism,
+                    restore_point,
+                    args.allow_non_restored_state,
+                )
+        elif args.command in ("savepoint", "stop"):
+            print(request_savepoint(args.job, args.directory, stop=args.command == "stop"))
         else:
             _demo(args.records, args.parallelism, args.seed)
     except UsageError as e:
@@ -174,7 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("strom: interrupted, job cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
     except JobExecutionError as e:  # also JobCancelledError: cancelled by someone else
+        if isinstance(e, JobCancelledError) and args.command == "run":
+            print(f"strom: {e}", file=sys.stderr)
+            return EXIT_OK if _stopped_with_savepoint() else EXIT_FAILED
         print(f"strom: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except StromError as e:
+        print(f"strom {args.command}: {e}", file=sys.stderr)
         return EXIT_FAILED
     except Exception:
         # an error of the job code itself (building the job, its own logic)

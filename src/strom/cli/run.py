@@ -27,11 +27,22 @@ class UsageError(Exception):
     """The command line names something that does not exist or cannot be run."""
 
 
-def run_target(target: str, args: list[str], parallelism: int | None = None) -> None:
+def run_target(
+    target: str,
+    args: list[str],
+    parallelism: int | None = None,
+    restore: str | None = None,
+    allow_non_restored_state: bool = False,
+) -> None:
     """Run ``target`` with ``args`` in ``sys.argv[1:]``; ``parallelism`` becomes the default
-    of every environment the job creates (its own ``set_parallelism`` still wins)."""
+    of every environment the job creates (its own ``set_parallelism`` still wins), and
+    ``restore`` (a checkpoint or savepoint directory, or ``latest``) its starting point."""
     if parallelism is not None:
         StreamExecutionEnvironment.set_default_parallelism(parallelism)
+    if restore is not None:
+        StreamExecutionEnvironment.set_default_restore(
+            restore, allow_non_restored_state=allow_non_restored_state
+        )
     if target.endswith(".py") or os.sep in target or Path(target).is_file():
         run_file(Path(target), args)
     elif ":" in target:

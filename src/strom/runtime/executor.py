@@ -34,6 +34,24 @@ CANCEL_GRACE_SECONDS = 10.0
 and never emits is abandoned (as a daemon thread) after this, with an error log."""
 
 
+_RUNNING: dict[str, LocalJobClient] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+_STOPPED_WITH_SAVEPOINT = threading.Event()
+
+
+def stopped_with_savepoint() -> bool:
+    """True once a job of this process was stopped with ``stop_with_savepoint``."""
+    return _STOPPED_WITH_SAVEPOINT.is_set()
+
+
+def running_jobs() -> list[LocalJobClient]:
+    """Jobs of this process that have started and not yet ended."""
+    with _RUNNING_LOCK:
+        return list(_RUNNING.values())
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -135,6 +153,8 @@ class LocalJobClient(JobClient):
         )
 
     def start(self) -> LocalJobClient:
+        with _RUNNING_LOCK:
+            _RUNNING[self.job_id] = self
         self._monitor.start()
         return self
 
@@ -191,6 +211,7 @@ class LocalJobClient(JobClient):
 
     def stop_with_savepoint(self, directory: str, timeout: float = 60.0) -> str:
         path = self.trigger_savepoint(directory, timeout)
+        _STOPPED_WITH_SAVEPOINT.set()
         self.cancel()
         try:
             self.wait(timeout)
@@ -252,6 +273,8 @@ class LocalJobClient(JobClient):
                 self._result = None
                 with self._cond:
                     self._status = JobStatus.FAILED
+                with _RUNNING_LOCK:
+                    _RUNNING.pop(self.job_id, None)
                 self._done.set()
 
     def _run_job(self) -> None:
@@ -468,8 +491,17 @@ class LocalJobClient(JobClient):
         with self._cond:
             self._status = status
             self._cond.notify_all()
+        with _RUNNING_LOCK:
+            _RUNNING.pop(self.job_id, None)
         self._done.set()
 
 
 _DONE = (TaskState.FINISHED, TaskState.CANCELED, TaskState.FAILED)
-__all__ = ["InvalidJobError", "LocalJobClient", "deploy", "load_restore_point"]
+__all__ = [
+    "InvalidJobError",
+    "LocalJobClient",
+    "deploy",
+    "load_restore_point",
+    "running_jobs",
+    "stopped_with_savepoint",
+]

@@ -8,6 +8,7 @@ Connectors reach the engine only through this package: ``Source``/``SourceReader
 from strom.connectors.base.guarantee import DeliveryGuarantee
 from strom.connectors.base.sink import Sink, SinkWriter, WriterContext
 from strom.connectors.base.source import Batch, ReaderContext, Source, SourceReader
+from strom.connectors.base.two_phase import TwoPhaseCommitSinkWriter
 
 __all__ = [
     "Batch",
@@ -17,5 +18,6 @@ __all__ = [
     "SinkWriter",
     "Source",
     "SourceReader",
+    "TwoPhaseCommitSinkWriter",
     "WriterContext",
 ]
