@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,19 @@ class ControlServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        after: Callable[[], None] | None = None
         with conn, conn.makefile("rwb") as f:
             try:
-                reply = self._answer(json.loads(f.readline()))
+                reply, after = self._answer(json.loads(f.readline()))
             except Exception as e:  # every failure becomes an answer, never a dead server
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             f.write(json.dumps(reply).encode() + b"\n")
             f.flush()
+        # stopping ends the job and with it this process: only after the reply is out
+        if after is not None:
+            after()
 
-    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, request: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None] | None]:
         jobs = running_jobs()
         if request.get("op") == "list":
             return {
@@ -86,20 +91,19 @@ class ControlServer:
                     {"id": j.job_id, "name": j.graph.job_name, "status": j.get_job_status().value}
                     for j in jobs
                 ],
-            }
+            }, None
         if request.get("op") == "savepoint":
             prefix = request.get("job") or ""
             matches = [j for j in jobs if j.job_id.startswith(prefix)]
             if len(matches) != 1:
                 names = ", ".join(f"{j.job_id[:12]} ({j.graph.job_name})" for j in jobs) or "none"
-                return {"ok": False, "error": f"{len(matches)} jobs match; running: {names}"}
+                error = f"{len(matches)} jobs match; running: {names}"
+                return {"ok": False, "error": error}, None
             client, directory = matches[0], str(request["dir"])
-            if request.get("stop"):
-                path = client.stop_with_savepoint(directory)
-            else:
-                path = client.trigger_savepoint(directory)
-            return {"ok": True, "path": path}
-        return {"ok": False, "error": f"unknown request {request!r}"}
+            path = client.trigger_savepoint(directory)
+            after = client.cancel_after_savepoint if request.get("stop") else None
+            return {"ok": True, "path": path}, after
+        return {"ok": False, "error": f"unknown request {request!r}"}, None
 
 
 def _ask(path: Path, request: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:

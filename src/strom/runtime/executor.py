@@ -211,13 +211,17 @@ class LocalJobClient(JobClient):
 
     def stop_with_savepoint(self, directory: str, timeout: float = 60.0) -> str:
         path = self.trigger_savepoint(directory, timeout)
-        _STOPPED_WITH_SAVEPOINT.set()
-        self.cancel()
+        self.cancel_after_savepoint()
         try:
             self.wait(timeout)
         except JobCancelledError:
             pass
         return path
+
+    def cancel_after_savepoint(self) -> None:
+        """Cancel, marking the end as a clean stop (``strom run`` then exits with 0)."""
+        _STOPPED_WITH_SAVEPOINT.set()
+        self.cancel()
 
     def _coordinator_or_raise(self) -> CheckpointCoordinator:
         coord = self._coordinator

@@ -148,6 +148,10 @@ class _S3Part(PartWriter):
         self._upload_id: str | None = None
         self._parts: list[tuple[int, str]] = []
 
+    @property
+    def identity(self) -> str:
+        return self._upload_id or ""
+
     def write(self, data: bytes) -> None:
         self._buffer += data
         self.size += len(data)

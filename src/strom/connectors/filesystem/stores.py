@@ -53,6 +53,12 @@ class PartWriter(ABC):
 
     size: int = 0
 
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """Equals ``PartStore.identity`` of this part's records and of its ``FoundPart``
+        handle; "" while nothing of it exists in the store."""
+
     @abstractmethod
     def write(self, data: bytes) -> None: ...
 
@@ -184,6 +190,10 @@ class _LocalPart(PartWriter):
         self.size = 0
         self._fh: IO[bytes] = open(temp, "xb", buffering=_BUFFER)  # noqa: SIM115 - close()
 
+    @property
+    def identity(self) -> str:
+        return self.temp
+
     def write(self, data: bytes) -> None:
         self._fh.write(data)
         self.size += len(data)
@@ -306,6 +316,10 @@ class _FsspecPart(PartWriter):
         self.fs, self.temp, self.final = fs, temp, final
         self.size = 0
         self._fh = fs.open(temp, "wb")
+
+    @property
+    def identity(self) -> str:
+        return self.temp
 
     def write(self, data: bytes) -> None:
         self._fh.write(data)
