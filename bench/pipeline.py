@@ -6,6 +6,7 @@ the engine runs the same functions through ``StreamExecutionEnvironment``.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -63,8 +64,13 @@ class LastPerKeySink(Sink[tuple[str, int, int]]):
         return _W()
 
 
-def engine(lines: list[bytes], parallelism: int) -> dict[str, tuple[str, int, int]]:
+def engine(
+    lines: list[bytes], parallelism: int, checkpoint_ms: int = 0, storage: str = ""
+) -> dict[str, tuple[str, int, int]]:
     env = StreamExecutionEnvironment.get_execution_environment().set_parallelism(parallelism)
+    if checkpoint_ms:
+        env.enable_checkpointing(checkpoint_ms)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(storage)
     sink = LastPerKeySink()
     (
         env.from_collection(lines)
@@ -80,9 +86,13 @@ def engine(lines: list[bytes], parallelism: int) -> dict[str, tuple[str, int, in
 
 
 def run(variant: str, lines: list[bytes]) -> tuple[float, dict[str, Any]]:
+    """Variants: ``plain``, ``strom-pN``, ``strom-pN-ckptMS`` (checkpoint every MS ms)."""
     start = time.perf_counter()
     if variant == "plain":
         result = plain_loop(lines)
     else:
-        result = engine(lines, int(variant.removeprefix("strom-p")))
+        parts = variant.removeprefix("strom-p").split("-ckpt")
+        interval = int(parts[1]) if len(parts) > 1 else 0
+        with tempfile.TemporaryDirectory() as storage:
+            result = engine(lines, int(parts[0]), interval, storage)
     return time.perf_counter() - start, result

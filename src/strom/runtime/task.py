@@ -32,6 +32,7 @@ from strom.runtime.elements import (
     Watermark,
 )
 from strom.runtime.jobgraph import JobConfig, JobVertex
+from strom.runtime.keygroups import key_group_range
 from strom.runtime.operators.base import (
     BroadcastingOutput,
     ChainedOutput,
@@ -162,7 +163,14 @@ class Task:
                 accumulators=env.accumulators,
                 processing_time=env.processing_time,
                 job_parameters=env.config.job_parameters,
-                keyed_backend=HeapKeyedStateBackend(v.max_parallelism) if spec.keyed else None,
+                keyed_backend=(
+                    HeapKeyedStateBackend(
+                        v.max_parallelism,
+                        key_group_range(self.subtask_index, v.max_parallelism, v.parallelism),
+                    )
+                    if spec.keyed
+                    else None
+                ),
                 current_watermark=self.current_watermark,
             )
             self.operators[i].setup(ctx, output)

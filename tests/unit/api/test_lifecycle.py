@@ -322,3 +322,28 @@ def test_checkpointed_function_is_initialized_before_open() -> None:
 
     assert new_env().add_source(Src()).execute_and_collect(limit=5) == [1]
     assert order == ["init restored=False", "open"]
+
+
+def test_source_function_that_swallows_downstream_errors_still_fails_the_job() -> None:
+    class Swallowing(SourceFunction[int]):
+        def run(self, ctx: SourceContext[int]) -> None:
+            for i in range(100):
+                try:
+                    with ctx.get_checkpoint_lock():
+                        ctx.collect(i)
+                except Exception:
+                    continue  # bad user code: must not turn a failure into silent loss
+
+        def cancel(self) -> None:
+            pass
+
+    def boom(x: int) -> int:
+        if x == 10:
+            raise ValueError("bad record")
+        return x
+
+    env = new_env()
+    env.set_batch_size(1)
+    env.add_source(Swallowing()).map(boom).print()
+    with pytest.raises(JobExecutionError, match="bad record"):
+        env.execute()

@@ -78,7 +78,7 @@ def test_keyed_snapshot_restores_at_any_parallelism(old: int, new: int) -> None:
     desc = ValueStateDescriptor[int]("count")
     keys = [f"key-{i}" for i in range(300)]
     # old job: each key lives on the subtask owning its key group
-    olds = [HeapKeyedStateBackend(maxp) for _ in range(old)]
+    olds = [HeapKeyedStateBackend(maxp, key_group_range(s, maxp, old)) for s in range(old)]
     from strom.runtime.keygroups import key_group_of, subtask_for_key_group
 
     for i, k in enumerate(keys):

@@ -12,8 +12,9 @@ into the checkpoint; when checkpoint *n* is complete its parts are *finished* �
 After a failure the job restores the last completed checkpoint: its pending parts are
 finished (idempotently: some may be already), and the records after it are replayed into new
 parts. Parts the failed attempt left behind (in-progress files, pre-committed parts of
-checkpoints that never completed, open S3 uploads) are deleted — but only once the first
-checkpoint after the restore is complete, because until then other subtasks may still be
+checkpoints that never completed, open S3 uploads) are deleted — on a restore, or on a
+restart without a completed checkpoint — but only once the first checkpoint after it is
+complete, because until then other subtasks may still be
 finishing the restored parts, which carry the same subtask index in their names: a subtask
 cannot tell them from leftovers by name alone. A subtask *i* of *n* cleans up the names of
 old subtasks *j* with ``j % n == i``, so leftovers are also found after a restore at a lower
@@ -183,6 +184,7 @@ class FileSinkWriter(TwoPhaseCommitSinkWriter[Any, FileTxn]):
         self._sink = sink
         self._subtask = ctx.subtask_index
         self._parallelism = ctx.parallelism
+        self._attempt = ctx.attempt
         self._clock = ctx.processing_time
         self._config = sink.output_file_config
         self._policy = sink.rolling_policy
@@ -234,8 +236,9 @@ class FileSinkWriter(TwoPhaseCommitSinkWriter[Any, FileTxn]):
 
     def abort_lingering(self, restored: list[tuple[int, FileTxn]] | None) -> None:
         # Deferred to the first completed checkpoint: by then every subtask has opened, i.e.
-        # finished the restored parts it was dealt (see the module docstring).
-        self._cleanup_due = restored is not None
+        # finished the restored parts it was dealt (see the module docstring). A restart that
+        # found no completed checkpoint starts afresh, but the failed attempt left parts too.
+        self._cleanup_due = restored is not None or self._attempt > 0
 
     def flush(self, end_of_input: bool) -> None:
         if end_of_input:

@@ -117,10 +117,18 @@ class _FunctionSourceContext(SourceContext[Any]):
         self._values: list[Any] = []
         self._timestamps: list[int] | None = None
         self._size = host.batch_size
+        self.broken: BaseException | None = None
+        """Set (under the lock) when emitting failed: from then on nothing may be emitted or
+        snapshotted — a checkpoint now would record a half-processed batch as done."""
 
-    def collect(self, element: Any) -> None:
+    def _check(self) -> None:
+        if self.broken is not None:
+            raise self.broken
         if self._host.cancelled:
             raise SourceCancelled()
+
+    def collect(self, element: Any) -> None:
+        self._check()
         with self.lock:
             if self._timestamps is not None:
                 self.flush()
@@ -129,8 +137,7 @@ class _FunctionSourceContext(SourceContext[Any]):
                 self.flush()
 
     def collect_with_timestamp(self, element: Any, timestamp: int) -> None:
-        if self._host.cancelled:
-            raise SourceCancelled()
+        self._check()
         with self.lock:
             if self._timestamps is None:
                 self.flush()
@@ -141,9 +148,14 @@ class _FunctionSourceContext(SourceContext[Any]):
                 self.flush()
 
     def emit_watermark(self, watermark: int) -> None:
+        self._check()
         with self.lock:
             self.flush()
-            self._op.output.emit_watermark(int(watermark))
+            try:
+                self._op.output.emit_watermark(int(watermark))
+            except BaseException as e:
+                self.broken = e
+                raise
 
     def mark_as_temporarily_idle(self) -> None:
         with self.lock:
@@ -164,7 +176,11 @@ class _FunctionSourceContext(SourceContext[Any]):
         self._values = []
         self._timestamps = None
         self._op.ctx.metrics.counter("records_out").inc(len(values))
-        self._op.output.emit(values, timestamps)
+        try:
+            self._op.output.emit(values, timestamps)
+        except BaseException as e:
+            self.broken = e  # set while the lock is still held: no checkpoint can slip in
+            raise
 
 
 class SourceFunctionOperator(SourceOperator):
@@ -196,6 +212,8 @@ class SourceFunctionOperator(SourceOperator):
             helper.join()
         if self._failure is not None:
             raise self._failure
+        if ctx.broken is not None:
+            raise ctx.broken  # run() swallowed the error collect() raised: still a failure
         if host.cancelled:
             return
         with ctx.lock:
@@ -209,6 +227,8 @@ class SourceFunctionOperator(SourceOperator):
             while not done.is_set() and not host.cancelled:
                 host.wait_mailbox(host.flush_interval)
                 with ctx.lock:
+                    if ctx.broken is not None:
+                        return  # run() reports it; never checkpoint a failed chain
                     ctx.flush()
                     host.process_mailbox()
         except BaseException as e:  # reported by run(); cancel so the user's loop stops

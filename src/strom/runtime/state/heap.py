@@ -154,8 +154,10 @@ class HeapKeyedStateBackend(KeyedStateStore):
     may use it directly (``table(descriptor)``), which is what makes keyed reduce fast.
     """
 
-    def __init__(self, max_parallelism: int) -> None:
+    def __init__(self, max_parallelism: int, key_groups: range | None = None) -> None:
         self.max_parallelism = max_parallelism
+        self.key_groups = key_groups if key_groups is not None else range(max_parallelism)
+        """The key groups this backend holds (its subtask's range)."""
         self.current_key: Any = _NO_KEY
         self.tables: dict[str, dict[Any, Any]] = {}
         self._kinds: dict[str, str] = {}
@@ -193,24 +195,33 @@ class HeapKeyedStateBackend(KeyedStateStore):
     ) -> AggregatingState[IN, OUT]:
         return HeapAggregatingState(self, self.table(descriptor), descriptor.agg_function)
 
-    def snapshot(self) -> dict[str, dict[int, dict[Any, Any]]]:
-        """``{state name: {key group: {key: value}}}``; the caller serializes it right away."""
-        maxp = self.max_parallelism
-        out: dict[str, dict[int, dict[Any, Any]]] = {}
-        for name, table in self.tables.items():
-            groups: dict[int, dict[Any, Any]] = {}
-            for key, value in table.items():
-                groups.setdefault(key_group_of(key, maxp), {})[key] = value
-            out[name] = groups
-        return out
+    def snapshot(self) -> dict[str, Any]:
+        """The live tables, tagged with the key-group range they cover.
 
-    def restore(
-        self, snapshots: Iterable[dict[str, dict[int, dict[Any, Any]]]], owned: range
-    ) -> None:
-        """Load the key groups in ``owned`` from any number of old subtasks' snapshots."""
+        No per-key work happens here: the caller serializes the result before the task
+        processes another record (that copy is the whole synchronous part of a checkpoint).
+        Keys are hashed into key groups only on a restore that changes the ranges.
+        """
+        return {
+            "key_groups": (self.key_groups.start, self.key_groups.stop),
+            "tables": self.tables,
+        }
+
+    def restore(self, snapshots: Iterable[dict[str, Any]], owned: range) -> None:
+        """Load the keys in key groups ``owned`` from any number of old subtasks' snapshots.
+
+        A snapshot whose range lies inside ``owned`` (same parallelism, or scaling in) is
+        taken whole; others are filtered key by key (scaling out, or reshuffled ranges).
+        """
+        maxp = self.max_parallelism
         for snap in snapshots:
-            for name, groups in snap.items():
+            start, stop = snap["key_groups"]
+            whole = owned.start <= start and stop <= owned.stop
+            for name, entries in snap["tables"].items():
                 table = self.tables.setdefault(name, {})
-                for group, entries in groups.items():
-                    if group in owned:
-                        table.update(entries)
+                if whole:
+                    table.update(entries)
+                    continue
+                for key, value in entries.items():
+                    if key_group_of(key, maxp) in owned:
+                        table[key] = value
