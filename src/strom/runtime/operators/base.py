@@ -159,5 +159,17 @@ class StreamOperator:
         if self.function is not None:
             close_function(self.function)
 
+    def connector_context(self) -> dict[str, Any]:
+        """The fields ``ReaderContext`` and ``WriterContext`` share, from this subtask."""
+        ctx = self.ctx
+        return {
+            "subtask_index": ctx.subtask_index,
+            "parallelism": ctx.parallelism,
+            "operator_name": self.name,
+            "attempt": ctx.attempt,
+            "metrics": ctx.metrics,
+            "processing_time": ctx.processing_time,
+        }
+
     def fail(self, cause: BaseException, record: Any = ...) -> OperatorFailure:
         return OperatorFailure(self.name, cause, record)

@@ -10,9 +10,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from strom.functions import KeyedProcessFunction, KeySelector, ReduceFunction
+from strom.functions import KeySelector, ReduceFunction
 from strom.runtime.operators.base import StreamOperator
-from strom.runtime.operators.simple import _ProcessContext
+from strom.runtime.operators.simple import ProcessOperator
 from strom.state import ValueStateDescriptor
 
 _MISSING = object()
@@ -63,49 +63,19 @@ class KeyedReduceOperator(KeyedOperator):
         self.output.emit(out, timestamps)
 
 
-class _KeyedContext(_ProcessContext, KeyedProcessFunction.Context):
-    __slots__ = ("key",)
+class KeyedProcessOperator(ProcessOperator):
+    """``KeyedStream.process``: ``ProcessOperator``'s loop with the current key set."""
 
-    def __init__(self, op: StreamOperator) -> None:
-        super().__init__(op)
-        self.key: Any = None
+    def __init__(self, name: str, function: Any, key_selector: Any) -> None:
+        super().__init__(name, function)
+        self.key_selector = key_selector
 
-    def get_current_key(self) -> Any:
-        return self.key
-
-
-class KeyedProcessOperator(KeyedOperator):
     def open(self) -> None:
         super().open()
-        fn = self.function
-        self._f = getattr(fn, "process_element", fn)
-        self._pctx = _KeyedContext(self)
+        self._key = key_function(self.key_selector)
         backend = self.ctx.keyed_backend
         assert backend is not None, "keyed operator without keyed state backend"
         self._backend = backend
-
-    def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        f, ctx, key, backend = self._f, self._pctx, self._key, self._backend
-        out: list[Any] = []
-        ts_out: list[int] | None = None if timestamps is None else []
-        v: Any = ...
-        try:
-            for i, v in enumerate(values):
-                k = key(v)
-                backend.current_key = k
-                ctx.key = k
-                ctx.ts = None if timestamps is None else timestamps[i]
-                r = f(v, ctx)
-                if r is None:
-                    continue
-                n = len(out)
-                out.extend(r)
-                if ts_out is not None and timestamps is not None:
-                    ts_out.extend([timestamps[i]] * (len(out) - n))
-        except Exception as e:
-            raise self.fail(e, v) from e
-        if out:
-            self.output.emit(out, ts_out)
 
 
 def _getter(field: int | str | None) -> Callable[[Any], Any]:

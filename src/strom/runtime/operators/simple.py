@@ -6,10 +6,11 @@ names the record that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import compress
 from typing import Any
 
-from strom.functions import FilterFunction, FlatMapFunction, MapFunction, ProcessFunction
+from strom.functions import FilterFunction, FlatMapFunction, KeyedProcessFunction, MapFunction
 from strom.runtime.operators.base import StreamOperator
 
 
@@ -92,12 +93,13 @@ class FlatMapOperator(StreamOperator):
             self.output.emit(out, ts_out)
 
 
-class _ProcessContext(ProcessFunction.Context):
-    __slots__ = ("_op", "ts")
+class _ProcessContext(KeyedProcessFunction.Context):
+    __slots__ = ("_op", "key", "ts")
 
     def __init__(self, op: StreamOperator) -> None:
         self._op = op
         self.ts: int | None = None
+        self.key: Any = None
 
     def timestamp(self) -> int | None:
         return self.ts
@@ -108,9 +110,19 @@ class _ProcessContext(ProcessFunction.Context):
     def current_watermark(self) -> int:
         return self._op.ctx.current_watermark()
 
+    def get_current_key(self) -> Any:
+        return self.key
+
 
 class ProcessOperator(StreamOperator):
-    """``DataStream.process``: the function yields zero or more outputs per record."""
+    """``DataStream.process``: the function yields zero or more outputs per record.
+
+    The keyed variant (``KeyedProcessOperator``) only adds ``_key``/``_backend``: the same loop
+    then sets the current key before each call.
+    """
+
+    _key: Callable[[Any], Any] | None = None
+    _backend: Any = None
 
     def open(self) -> None:
         super().open()
@@ -119,12 +131,14 @@ class ProcessOperator(StreamOperator):
         self._pctx = _ProcessContext(self)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        f, ctx = self._f, self._pctx
+        f, ctx, key, backend = self._f, self._pctx, self._key, self._backend
         out: list[Any] = []
         ts_out: list[int] | None = None if timestamps is None else []
         v: Any = ...
         try:
             for i, v in enumerate(values):
+                if key is not None:
+                    ctx.key = backend.current_key = key(v)
                 ctx.ts = None if timestamps is None else timestamps[i]
                 r = f(v, ctx)
                 if r is None:

@@ -25,14 +25,7 @@ class SinkWriterOperator(StreamOperator):
     def open(self) -> None:
         ctx = self.ctx
         self.writer: SinkWriter[Any] = self.sink.create_writer(
-            WriterContext(
-                subtask_index=ctx.subtask_index,
-                parallelism=ctx.parallelism,
-                operator_name=self.name,
-                attempt=ctx.attempt,
-                metrics=ctx.metrics,
-                processing_time=ctx.processing_time,
-            )
+            WriterContext(**self.connector_context())
         )
         self.writer.open(self._restored)
         self._records_in = ctx.metrics.counter("records_in")

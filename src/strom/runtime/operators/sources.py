@@ -52,16 +52,8 @@ class SourceReaderOperator(SourceOperator):
             self._restored = [entry for s in snapshots for entry in s.get("reader", [])]
 
     def open(self) -> None:
-        ctx = self.ctx
         self.reader: SourceReader[Any] = self.source.create_reader(
-            ReaderContext(
-                subtask_index=ctx.subtask_index,
-                parallelism=ctx.parallelism,
-                operator_name=self.name,
-                attempt=ctx.attempt,
-                metrics=ctx.metrics,
-                processing_time=ctx.processing_time,
-            )
+            ReaderContext(**self.connector_context())
         )
         self.reader.open(self._restored)
 
