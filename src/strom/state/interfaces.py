@@ -127,7 +127,8 @@ class OperatorStateStore(ABC):
     """Operator (non-keyed) state of one subtask.
 
     * list state is split round-robin among subtasks when a job restores at another parallelism;
-    * union list state gives every subtask the union of all subtasks' lists on restore.
+    * union list state gives every subtask the union of all subtasks' lists on restore;
+    * broadcast state is a map every subtask holds identically; each restores a copy.
     """
 
     @abstractmethod
@@ -135,3 +136,8 @@ class OperatorStateStore(ABC):
 
     @abstractmethod
     def get_union_list_state(self, descriptor: ListStateDescriptor[T]) -> ListState[T]: ...
+
+    @abstractmethod
+    def get_broadcast_state(self, descriptor: MapStateDescriptor[K, V]) -> MapState[K, V]:
+        """A map that is the same on every subtask (it is fed by a broadcast stream); on
+        restore, at any parallelism, every subtask gets a copy."""

@@ -117,3 +117,16 @@ def test_operator_list_state_is_dealt_round_robin_and_union_goes_to_all() -> Non
     for n in news:
         assert n.restored
         assert n.get_union_list_state(ListStateDescriptor[str]("u")).get() == ["s0", "s1"]
+
+
+def test_broadcast_state_is_copied_to_every_subtask_on_restore() -> None:
+    desc = MapStateDescriptor[str, str]("rules")
+    olds = []
+    for _ in range(2):
+        b = OperatorStateBackend()
+        b.get_broadcast_state(desc).put_all({"r1": "select", "r2": "filter"})
+        olds.append(b.snapshot())
+    for s in range(3):
+        b = OperatorStateBackend()
+        b.restore(olds, s, 3)
+        assert dict(b.get_broadcast_state(desc).items()) == {"r1": "select", "r2": "filter"}

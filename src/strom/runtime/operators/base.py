@@ -141,7 +141,7 @@ class StreamOperator:
             self.function.snapshot_state(SnapshotContext(checkpoint_id, timestamp))
         snap: dict[str, Any] = {}
         op_state = self.ctx.operator_state
-        if op_state.lists or op_state.unions:
+        if not op_state.empty:
             snap["operator"] = op_state.snapshot()
         if self.ctx.keyed_backend is not None and self.ctx.keyed_backend.tables:
             snap["keyed"] = self.ctx.keyed_backend.snapshot()
