@@ -29,15 +29,23 @@ T = TypeVar("T")
 
 
 class Batch(Generic[T]):
-    """Records with optional event-time timestamps (ms) in parallel lists."""
+    """Records with optional event-time timestamps (ms) in parallel lists.
 
-    __slots__ = ("timestamps", "values")
+    ``split`` names the split (file, Kafka partition, ...) all records of the batch come
+    from: with a watermark strategy the runtime then keeps one watermark generator per split
+    and emits the minimum over active splits (per-partition watermarks).
+    """
 
-    def __init__(self, values: list[T], timestamps: list[int] | None = None) -> None:
+    __slots__ = ("split", "timestamps", "values")
+
+    def __init__(
+        self, values: list[T], timestamps: list[int] | None = None, split: str | None = None
+    ) -> None:
         if timestamps is not None and len(timestamps) != len(values):
             raise ValueError("a Batch needs one timestamp per value")
         self.values = values
         self.timestamps = timestamps
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.values)
