@@ -30,6 +30,14 @@ class Watermark:
 
 
 @dataclass(frozen=True, slots=True)
+class WatermarkStatus:
+    """An input went idle (no records for a while) or became active again; idle inputs do
+    not hold back the combined watermark."""
+
+    idle: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointBarrier:
     checkpoint_id: int
     timestamp: int
@@ -42,4 +50,4 @@ class EndOfInput:
 
 
 END_OF_INPUT = EndOfInput()
-StreamElement = RecordBatch | Watermark | CheckpointBarrier | EndOfInput
+StreamElement = RecordBatch | Watermark | WatermarkStatus | CheckpointBarrier | EndOfInput

@@ -25,11 +25,13 @@ from strom.runtime.channels import ChannelCancelled, InputGate
 from strom.runtime.context import AccumulatorRegistry, OperatorContext
 from strom.runtime.elements import (
     END_OF_INPUT,
+    MAX_WATERMARK,
     MIN_WATERMARK,
     CheckpointBarrier,
     EndOfInput,
     RecordBatch,
     Watermark,
+    WatermarkStatus,
 )
 from strom.runtime.jobgraph import JobConfig, JobVertex
 from strom.runtime.keygroups import key_group_range
@@ -78,6 +80,9 @@ class RecordWriterOutput(Output):
 
     def emit_watermark(self, watermark: int) -> None:
         self.broadcast_event(Watermark(watermark))
+
+    def emit_watermark_status(self, idle: bool) -> None:
+        self.broadcast_event(WatermarkStatus(idle))
 
     def broadcast_event(self, event: Any, *, force: bool = False) -> None:
         for target in self.targets:
@@ -137,6 +142,9 @@ class Task:
         self._alignment_started = 0.0
         self.operators: list[StreamOperator] = []
         self._build_chain(outputs_per_operator)
+        self._tickers = [op for op in self.operators if op.uses_ticks]
+        self._clock = env.processing_time
+        self._idle_out = False
         self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
 
     # -- construction ---------------------------------------------------------------------
@@ -204,6 +212,13 @@ class Task:
         mailbox = self._mailbox
         while mailbox:
             mailbox.popleft()()
+
+    def tick(self) -> None:
+        """Let operators that keep time (watermark generators, timers) look at the clock."""
+        if self._tickers:
+            now = self._clock()
+            for op in self._tickers:
+                op.tick(now)
 
     def wait_mailbox(self, timeout: float) -> bool:
         with self._mailbox_cond:
@@ -281,6 +296,10 @@ class Task:
         """End of input: let each operator emit what it holds, take part in one more
         checkpoint (when checkpointing is on), then tell downstream."""
         self.process_mailbox()
+        if self.gate is None:
+            # a finished source promises no more records: event time jumps to the end, so
+            # every window and timer downstream fires (Flink does the same)
+            self.head.process_watermark(MAX_WATERMARK)
         for op in self.operators:
             op.end_input()
         request = self.env.request_final_checkpoint
@@ -305,7 +324,9 @@ class Task:
         records_in = head.ctx.metrics.counter("records_in")
         channel_wm = [MIN_WATERMARK] * n
         ended = [False] * n
+        self._channel_idle = [False] * n
         remaining = n
+        tick = self.tick
         self._aligned: set[int] = set()
         self._pending_barrier: CheckpointBarrier | None = None
         get = gate.get
@@ -314,6 +335,7 @@ class Task:
                 self.process_mailbox()
             item = get(0.1)
             if item is None:
+                tick()
                 continue
             ch, element = item
             kind = type(element)
@@ -322,6 +344,9 @@ class Task:
                 process(element.values, element.timestamps)
             elif kind is Watermark:
                 channel_wm[ch] = element.timestamp
+                self._advance_watermark(channel_wm, ended)
+            elif kind is WatermarkStatus:
+                self._channel_idle[ch] = element.idle
                 self._advance_watermark(channel_wm, ended)
             elif kind is CheckpointBarrier:
                 self._on_barrier(ch, element, ended)
@@ -334,9 +359,22 @@ class Task:
                 self._check_alignment(ended)
             else:
                 raise TypeError(f"unexpected element on channel {ch}: {element!r}")
+            tick()
 
     def _advance_watermark(self, channel_wm: list[int], ended: list[bool]) -> None:
-        live = [wm for wm, done in zip(channel_wm, ended, strict=True) if not done]
+        """The minimum over channels that are neither ended nor idle; when every open channel
+        is idle, this task's output goes idle too."""
+        idle = self._channel_idle
+        open_channels = [i for i, done in enumerate(ended) if not done]
+        live = [channel_wm[i] for i in open_channels if not idle[i]]
+        if open_channels and not live:
+            if not self._idle_out:
+                self._idle_out = True
+                self.head.process_watermark_status(True)
+            return
+        if self._idle_out:
+            self._idle_out = False
+            self.head.process_watermark_status(False)
         new = min(live) if live else max(channel_wm)
         if new > self._watermark:
             self._watermark = new

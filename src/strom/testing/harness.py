@@ -71,6 +71,7 @@ class _CollectingOutput(Output):
         self.values: list[Any] = []
         self.timestamps: list[int | None] = []
         self.watermarks: list[int] = []
+        self.idle = False
 
     def emit(self, values: list[Any], timestamps: list[int] | None) -> None:
         with self.cond:
@@ -81,6 +82,11 @@ class _CollectingOutput(Output):
     def emit_watermark(self, watermark: int) -> None:
         with self.cond:
             self.watermarks.append(watermark)
+            self.cond.notify_all()
+
+    def emit_watermark_status(self, idle: bool) -> None:
+        with self.cond:
+            self.idle = idle
             self.cond.notify_all()
 
 
@@ -242,6 +248,9 @@ class _Host:
             if not self._mailbox and not self.cancelled:
                 self._cond.wait(timeout)
             return bool(self._mailbox)
+
+    def tick(self) -> None:
+        """A source function harness keeps no timers or watermark generators of its own."""
 
 
 class _Call:

@@ -84,6 +84,11 @@ class SourceReader(ABC, Generic[T]):
     def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         """The checkpoint was abandoned."""
 
+    def is_idle(self) -> bool:
+        """True while this reader has nothing to read at all (e.g. no partitions assigned):
+        it then does not hold back event time downstream."""
+        return False
+
     def wakeup(self) -> None:
         """Make a blocked ``poll`` return soon; called from another thread on cancel."""
 

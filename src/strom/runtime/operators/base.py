@@ -46,6 +46,10 @@ class Output(ABC):
     @abstractmethod
     def emit_watermark(self, watermark: int) -> None: ...
 
+    @abstractmethod
+    def emit_watermark_status(self, idle: bool) -> None:
+        """Tell downstream this output went idle / became active."""
+
 
 class ChainedOutput(Output):
     """Hands batches straight to the next operator in the chain."""
@@ -53,11 +57,15 @@ class ChainedOutput(Output):
     def __init__(self, operator: StreamOperator) -> None:
         self.emit = operator.process_batch  # type: ignore[method-assign]
         self.emit_watermark = operator.process_watermark  # type: ignore[method-assign]
+        self.emit_watermark_status = operator.process_watermark_status  # type: ignore[method-assign]
 
     def emit(self, values: list[Any], timestamps: list[int] | None) -> None:
         raise AssertionError("replaced in __init__")
 
     def emit_watermark(self, watermark: int) -> None:
+        raise AssertionError("replaced in __init__")
+
+    def emit_watermark_status(self, idle: bool) -> None:
         raise AssertionError("replaced in __init__")
 
 
@@ -75,12 +83,19 @@ class BroadcastingOutput(Output):
         for out in self.outputs:
             out.emit_watermark(watermark)
 
+    def emit_watermark_status(self, idle: bool) -> None:
+        for out in self.outputs:
+            out.emit_watermark_status(idle)
+
 
 class NullOutput(Output):
     def emit(self, values: list[Any], timestamps: list[int] | None) -> None:
         pass
 
     def emit_watermark(self, watermark: int) -> None:
+        pass
+
+    def emit_watermark_status(self, idle: bool) -> None:
         pass
 
 
@@ -129,6 +144,16 @@ class StreamOperator:
 
     def process_watermark(self, watermark: int) -> None:
         self.output.emit_watermark(watermark)
+
+    def process_watermark_status(self, idle: bool) -> None:
+        self.output.emit_watermark_status(idle)
+
+    uses_ticks = False
+    """Operators that set this get ``tick(now_ms)`` from their task about every batch and at
+    least every ~100 ms (periodic watermarks, processing-time timers)."""
+
+    def tick(self, now_ms: int) -> None:
+        """Processing time moved on."""
 
     def end_input(self) -> None:
         """The input is exhausted; emit anything held back."""

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from strom.connectors.base import Batch, ReaderContext, Source, SourceReader
+from strom.eventtime import WatermarkStrategy
 from strom.functions import SourceCancelled, SourceContext, SourceFunction
 from strom.runtime.operators.base import StreamOperator
+from strom.runtime.operators.timestamps import WatermarkEmitter
 
 
 class SourceHost(Protocol):
@@ -29,6 +31,8 @@ class SourceHost(Protocol):
 
     def process_mailbox(self) -> None: ...
 
+    def tick(self) -> None: ...
+
     def wait_mailbox(self, timeout: float) -> bool: ...
 
 
@@ -41,10 +45,20 @@ class SourceOperator(StreamOperator):
 
 
 class SourceReaderOperator(SourceOperator):
-    def __init__(self, name: str, source: Source[Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: Source[Any],
+        watermark_strategy: WatermarkStrategy | None = None,
+        watermark_interval_ms: int = 200,
+    ) -> None:
         super().__init__(name)
         self.source = source
+        self.watermark_strategy = watermark_strategy
+        self.watermark_interval_ms = watermark_interval_ms
+        self.uses_ticks = watermark_strategy is not None
         self._restored: list[Any] | None = None
+        self._watermarks: WatermarkEmitter | None = None
 
     def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:
         super().initialize_state(snapshots)
@@ -56,28 +70,46 @@ class SourceReaderOperator(SourceOperator):
             ReaderContext(**self.connector_context())
         )
         self.reader.open(self._restored)
+        if self.watermark_strategy is not None:
+            self._watermarks = WatermarkEmitter(
+                self.watermark_strategy,
+                self.output,
+                self.ctx.processing_time,
+                self.watermark_interval_ms,
+                self.name,
+            )
 
     def run(self, host: SourceHost) -> None:
         reader, emit, size = self.reader, self.output.emit, host.batch_size
         counter = self.ctx.metrics.counter("records_out")
+        watermarks = self._watermarks
         while not host.cancelled:
             host.process_mailbox()
-            batch = reader.poll(size)
+            try:
+                batch = reader.poll(size)
+            except Exception as e:
+                raise self.fail(e) from e
             if batch is None:
                 return
             if type(batch) is list:
-                if batch:
-                    counter.count += len(batch)
-                    emit(batch, None)
+                values, timestamps, split = batch, None, None
             elif isinstance(batch, Batch):
-                if batch.values:
-                    counter.count += len(batch.values)
-                    emit(batch.values, batch.timestamps)
+                values, timestamps, split = batch.values, batch.timestamps, batch.split
             else:
                 raise TypeError(
                     f"{type(reader).__name__}.poll returned {type(batch).__name__}; "
                     "expected a list, a Batch or None"
                 )
+            if values:
+                counter.count += len(values)
+                if watermarks is not None:
+                    timestamps = watermarks.assign(split, values, timestamps)
+                emit(values, timestamps)
+            host.tick()
+
+    def tick(self, now_ms: int) -> None:
+        if self._watermarks is not None:
+            self._watermarks.tick(now_ms, self.reader.is_idle())
 
     def cancel(self) -> None:
         reader = getattr(self, "reader", None)
@@ -223,6 +255,7 @@ class SourceFunctionOperator(SourceOperator):
                         return  # run() reports it; never checkpoint a failed chain
                     ctx.flush()
                     host.process_mailbox()
+                    host.tick()
         except BaseException as e:  # reported by run(); cancel so the user's loop stops
             self._failure = e
             self.cancel()
@@ -230,12 +263,6 @@ class SourceFunctionOperator(SourceOperator):
     def cancel(self) -> None:
         fn: SourceFunction[Any] = self.function
         fn.cancel()
-
-
-def make_source_operator(name: str, source: Source[Any] | SourceFunction[Any]) -> SourceOperator:
-    if isinstance(source, Source):
-        return SourceReaderOperator(name, source)
-    return SourceFunctionOperator(name, source)
 
 
 SourceFactory = Callable[[], SourceOperator]
