@@ -17,12 +17,15 @@ from strom.functions.core import (
     KeyedProcessFunction,
     KeySelector,
     MapFunction,
+    OutputTag,
     ProcessFunction,
     ReduceFunction,
     RichFilterFunction,
     RichFlatMapFunction,
     RichMapFunction,
     RichReduceFunction,
+    TimeDomain,
+    TimerService,
 )
 from strom.functions.sink import RichSinkFunction, SinkContext, SinkFunction
 from strom.functions.source import (
@@ -49,6 +52,7 @@ __all__ = [
     "KeyedProcessFunction",
     "ListAccumulator",
     "MapFunction",
+    "OutputTag",
     "ParallelSourceFunction",
     "ProcessFunction",
     "ReduceFunction",
@@ -66,4 +70,6 @@ __all__ = [
     "SourceCancelled",
     "SourceContext",
     "SourceFunction",
+    "TimeDomain",
+    "TimerService",
 ]

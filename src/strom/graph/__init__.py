@@ -5,6 +5,7 @@ them into the job graph that ``strom.runtime`` executes."""
 from strom.graph.transformations import (
     PartitionTransformation,
     PhysicalTransformation,
+    SideOutputTransformation,
     SourceTransformation,
     Transformation,
     UnionTransformation,
@@ -14,6 +15,7 @@ from strom.graph.translate import translate
 __all__ = [
     "PartitionTransformation",
     "PhysicalTransformation",
+    "SideOutputTransformation",
     "SourceTransformation",
     "Transformation",
     "UnionTransformation",

@@ -41,6 +41,10 @@ class PhysicalTransformation(Transformation):
     factory: Callable[[str], StreamOperator] | None = None
     """Builds a fresh operator (given its name) for every subtask."""
     keyed: bool = False
+    two_inputs: bool = False
+    """A two-input operator (connect): its inputs are numbered by position."""
+    watermark_strategy: Any = None
+    """Set on transformations that assign timestamps (sources, assign_timestamps_...)."""
     parallelism_limit: int | None = None
     """Most subtasks the operator supports (1 for non-parallel sources and sinks)."""
 
@@ -57,6 +61,17 @@ class PartitionTransformation(Transformation):
     partitioner: Callable[[int], Partitioner] | None = None
     """Called with the max parallelism, returns a fresh partitioner for one sender subtask."""
     partitioner_name: str = "forward"
+
+    @property
+    def is_virtual(self) -> bool:
+        return True
+
+
+@dataclass(eq=False)
+class SideOutputTransformation(Transformation):
+    """Reads side output ``tag_id`` of its single (physical) input."""
+
+    tag_id: str = ""
 
     @property
     def is_virtual(self) -> bool:

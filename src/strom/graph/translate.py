@@ -23,6 +23,7 @@ from strom.errors import InvalidJobError
 from strom.graph.transformations import (
     PartitionTransformation,
     PhysicalTransformation,
+    SideOutputTransformation,
     SourceTransformation,
     Transformation,
     UnionTransformation,
@@ -36,6 +37,8 @@ class _Input:
     upstream: PhysicalTransformation
     partitioner: Callable[[int], Partitioner] | None
     name: str | None
+    tag: str | None = None
+    input_index: int = 0
 
 
 def _ancestors(sinks: list[Transformation]) -> list[Transformation]:
@@ -51,16 +54,27 @@ def _ancestors(sinks: list[Transformation]) -> list[Transformation]:
 
 
 def _resolve_inputs(t: Transformation) -> list[_Input]:
+    """Physical inputs of ``t`` through virtual nodes; a two-input operator numbers its inputs
+    by position (0 and 1), everything else reads input 0."""
     out: list[_Input] = []
-    for inp in t.inputs:
+    two_inputs = isinstance(t, PhysicalTransformation) and t.two_inputs
+    for position, inp in enumerate(t.inputs):
+        index = position if two_inputs else 0
         if isinstance(inp, PhysicalTransformation):
-            out.append(_Input(inp, None, None))
+            out.append(_Input(inp, None, None, None, index))
         elif isinstance(inp, PartitionTransformation):
             for up in _resolve_inputs(inp):
                 # the partitioning closest to the consumer wins
-                out.append(_Input(up.upstream, inp.partitioner, inp.partitioner_name))
+                out.append(
+                    _Input(up.upstream, inp.partitioner, inp.partitioner_name, up.tag, index)
+                )
+        elif isinstance(inp, SideOutputTransformation):
+            for up in _resolve_inputs(inp):
+                out.append(_Input(up.upstream, up.partitioner, up.name, inp.tag_id, index))
         elif isinstance(inp, UnionTransformation):
-            out.extend(_resolve_inputs(inp))
+            for up in _resolve_inputs(inp):
+                up.input_index = index
+                out.append(up)
         else:
             raise InvalidJobError(f"unknown transformation {inp!r}")
     return out
@@ -117,7 +131,7 @@ def translate(
 
     def chains_to_upstream(t: PhysicalTransformation) -> bool:
         ins = inputs[t.id]
-        if isinstance(t, SourceTransformation) or len(ins) != 1:
+        if isinstance(t, SourceTransformation) or len(ins) != 1 or t.two_inputs:
             return False
         up = ins[0].upstream
         return (
@@ -134,7 +148,11 @@ def translate(
         if chains_to_upstream(t):
             up = inputs[t.id][0].upstream
             v = vertices[vertex_of[up.id]]
-            v.chain_edges.append((index_in_vertex[up.id], len(v.operators)))
+            edge = (index_in_vertex[up.id], len(v.operators))
+            v.chain_edges.append(edge)
+            tag = inputs[t.id][0].tag
+            if tag is not None:
+                v.chain_tags[edge] = tag
         else:
             v = JobVertex(
                 id=len(vertices),
@@ -175,6 +193,8 @@ def translate(
                     target_vertex=vertex_of[t.id],
                     partitioner=_bind(inp.partitioner, inp.name, max_parallelism),
                     partitioner_name=inp.name or "forward",
+                    target_input=inp.input_index,
+                    tag=inp.tag,
                 )
             )
     return JobGraph(job_name=job_name, vertices=vertices, edges=edges, config=config)

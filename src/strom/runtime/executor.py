@@ -91,7 +91,7 @@ def deploy(graph: JobGraph, env: TaskEnvironment) -> list[Task]:
                     ]
                 partitioner = e.partitioner()
                 partitioner.setup(target.parallelism, s)
-                outputs[e.source_operator].append(RecordWriterOutput(partitioner, targets))
+                outputs[e.source_operator].append(RecordWriterOutput(partitioner, targets, e.tag))
             tasks.append(Task(v, s, env, gates.get((v.id, s)), outputs))
     return tasks
 

@@ -35,6 +35,8 @@ class JobEdge:
     partitioner: Callable[[], Partitioner]
     partitioner_name: str
     target_input: int = 0
+    tag: str | None = None
+    """The side output this edge carries (None: the main output)."""
 
     @property
     def is_forward(self) -> bool:
@@ -49,10 +51,13 @@ class JobVertex:
     max_parallelism: int
     operators: list[OperatorSpec]
     chain_edges: list[tuple[int, int]] = field(default_factory=list)
+    chain_tags: dict[tuple[int, int], str] = field(default_factory=dict)
+    """Chain edges that carry a side output (by tag id) instead of the main output."""
     is_source: bool = False
 
-    def children(self, index: int) -> list[int]:
-        return [c for p, c in self.chain_edges if p == index]
+    def children(self, index: int) -> list[tuple[int, str | None]]:
+        """``(child index, side-output tag or None)`` of operator ``index`` in this chain."""
+        return [(c, self.chain_tags.get((p, c))) for p, c in self.chain_edges if p == index]
 
 
 @dataclass

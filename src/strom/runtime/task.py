@@ -64,10 +64,14 @@ class RecordWriterOutput(Output):
     """
 
     def __init__(
-        self, partitioner: Partitioner, targets: list[tuple[InputGate, int] | None]
+        self,
+        partitioner: Partitioner,
+        targets: list[tuple[InputGate, int] | None],
+        tag: str | None = None,
     ) -> None:
         self.partitioner = partitioner
         self.targets = targets
+        self.tag = tag
         self.records_out = Counter()
 
     def emit(self, values: list[Any], timestamps: list[int] | None) -> None:
@@ -88,6 +92,12 @@ class RecordWriterOutput(Output):
         for target in self.targets:
             if target is not None:
                 target[0].put(target[1], event, force=force)
+
+
+def _combine(outs: list[Output]) -> Output:
+    if not outs:
+        return NullOutput()
+    return outs[0] if len(outs) == 1 else BroadcastingOutput(outs)
 
 
 @dataclass
@@ -153,11 +163,13 @@ class Task:
         self.operators = [spec.factory() for spec in v.operators]
         # wire tail-first so each operator's chained outputs exist before it is set up
         for i in reversed(range(len(self.operators))):
-            outs: list[Output] = [ChainedOutput(self.operators[c]) for c in v.children(i)]
-            outs.extend(outputs_per_operator[i])
-            output: Output = (
-                outs[0] if len(outs) == 1 else BroadcastingOutput(outs) if outs else NullOutput()
-            )
+            by_tag: dict[str | None, list[Output]] = {None: []}
+            for c, tag in v.children(i):
+                by_tag.setdefault(tag, []).append(ChainedOutput(self.operators[c]))
+            for w in outputs_per_operator[i]:
+                by_tag.setdefault(w.tag, []).append(w)
+            output = _combine(by_tag.pop(None))
+            side_outputs = {tag: _combine(outs) for tag, outs in by_tag.items() if tag}
             spec = v.operators[i]
             ctx = OperatorContext(
                 job_name=env.job_name,
@@ -181,7 +193,7 @@ class Task:
                 ),
                 current_watermark=self.current_watermark,
             )
-            self.operators[i].setup(ctx, output)
+            self.operators[i].setup(ctx, output, side_outputs)
             if outputs_per_operator[i]:
                 shared = ctx.metrics.counter("records_sent")
                 for w in outputs_per_operator[i]:

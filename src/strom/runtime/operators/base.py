@@ -99,6 +99,9 @@ class NullOutput(Output):
         pass
 
 
+_NULL = NullOutput()
+
+
 class StreamOperator:
     """Base operator. Subclasses override ``process_batch`` and the hooks they need."""
 
@@ -110,10 +113,19 @@ class StreamOperator:
         self.function = function
         self.output = NullOutput()
 
-    def setup(self, ctx: OperatorContext, output: Output) -> None:
+    side_outputs: dict[str, Output]
+
+    def setup(
+        self, ctx: OperatorContext, output: Output, side_outputs: dict[str, Output] | None = None
+    ) -> None:
         self.ctx = ctx
         self.output = output
+        self.side_outputs = side_outputs or {}
         self.runtime_context = StreamingRuntimeContext(ctx)
+
+    def side_output(self, tag_id: str) -> Output:
+        """Where records for side output ``tag_id`` go (nowhere if nobody reads them)."""
+        return self.side_outputs.get(tag_id, _NULL)
 
     def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:
         """Restore from this operator's snapshots of every old subtask, or start fresh (None).

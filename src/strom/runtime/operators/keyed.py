@@ -10,9 +10,11 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from strom.functions import KeySelector, ReduceFunction
+from strom.functions import KeySelector, ReduceFunction, TimeDomain
+from strom.runtime.keygroups import key_group_range
 from strom.runtime.operators.base import StreamOperator
 from strom.runtime.operators.simple import ProcessOperator
+from strom.runtime.timers import TimerService
 from strom.state import ValueStateDescriptor
 
 _MISSING = object()
@@ -64,18 +66,68 @@ class KeyedReduceOperator(KeyedOperator):
 
 
 class KeyedProcessOperator(ProcessOperator):
-    """``KeyedStream.process``: ``ProcessOperator``'s loop with the current key set."""
+    """``KeyedStream.process``: ``ProcessOperator``'s loop with the current key set, plus
+    timers: event-time timers fire as the watermark passes them, processing-time timers as
+    the clock does; both call ``on_timer`` with the timer's key as current key."""
+
+    uses_ticks = True
 
     def __init__(self, name: str, function: Any, key_selector: Any) -> None:
         super().__init__(name, function)
         self.key_selector = key_selector
+        self._restored_timers: list[dict[str, Any]] = []
+
+    def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:
+        super().initialize_state(snapshots)
+        backend = self.ctx.keyed_backend
+        assert backend is not None, "keyed operator without keyed state backend"
+        self._backend = backend
+        self.timers = TimerService(backend)
+        if snapshots is not None:
+            owned = key_group_range(
+                self.ctx.subtask_index, self.ctx.max_parallelism, self.ctx.parallelism
+            )
+            self.timers.restore([s["timers"] for s in snapshots if "timers" in s], owned)
 
     def open(self) -> None:
         super().open()
         self._key = key_function(self.key_selector)
-        backend = self.ctx.keyed_backend
-        assert backend is not None, "keyed operator without keyed state backend"
-        self._backend = backend
+        self._on_timer = getattr(self.function, "on_timer", None)
+
+    def process_watermark(self, watermark: int) -> None:
+        self.timers.advance_watermark(watermark, self._fire_event_timer)
+        self.output.emit_watermark(watermark)
+
+    def tick(self, now_ms: int) -> None:
+        due = self.timers.next_processing_time()
+        if due is not None and due <= now_ms:
+            self.timers.advance_processing_time(now_ms, self._fire_processing_timer)
+
+    def _fire_event_timer(self, ts: int, key: Any, namespace: Any) -> None:
+        self._fire(ts, key, TimeDomain.EVENT_TIME)
+
+    def _fire_processing_timer(self, ts: int, key: Any, namespace: Any) -> None:
+        self._fire(ts, key, TimeDomain.PROCESSING_TIME)
+
+    def _fire(self, ts: int, key: Any, domain: TimeDomain) -> None:
+        if self._on_timer is None:
+            return
+        ctx = self._pctx
+        ctx.key, ctx.domain = key, domain
+        ctx.ts = ts if domain is TimeDomain.EVENT_TIME else None
+        try:
+            r = self._on_timer(ts, ctx)
+            out = list(r) if r is not None else []
+        except Exception as e:
+            raise self.fail(e, f"<{domain.value} timer {ts} of key {key!r}>") from e
+        if out:
+            stamps = [ts] * len(out) if domain is TimeDomain.EVENT_TIME else None
+            self.emit_with_side_outputs(out, stamps)
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        snap = super().snapshot_state(checkpoint_id, timestamp)
+        snap["timers"] = self.timers.snapshot()
+        return snap
 
 
 def _getter(field: int | str | None) -> Callable[[Any], Any]:

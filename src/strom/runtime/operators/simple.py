@@ -10,7 +10,16 @@ from collections.abc import Callable
 from itertools import compress
 from typing import Any
 
-from strom.functions import FilterFunction, FlatMapFunction, KeyedProcessFunction, MapFunction
+from strom.errors import StateError
+from strom.functions import (
+    FilterFunction,
+    FlatMapFunction,
+    KeyedProcessFunction,
+    MapFunction,
+    OutputTag,
+    TimeDomain,
+    TimerService,
+)
 from strom.runtime.operators.base import StreamOperator
 
 
@@ -93,13 +102,16 @@ class FlatMapOperator(StreamOperator):
             self.output.emit(out, ts_out)
 
 
-class _ProcessContext(KeyedProcessFunction.Context):
-    __slots__ = ("_op", "key", "ts")
+class _ProcessContext(KeyedProcessFunction.OnTimerContext, TimerService):
+    """The context of process functions; also their timer service (timers need keys)."""
 
-    def __init__(self, op: StreamOperator) -> None:
+    __slots__ = ("_op", "domain", "key", "ts")
+
+    def __init__(self, op: ProcessOperator) -> None:
         self._op = op
         self.ts: int | None = None
         self.key: Any = None
+        self.domain = TimeDomain.EVENT_TIME
 
     def timestamp(self) -> int | None:
         return self.ts
@@ -113,16 +125,45 @@ class _ProcessContext(KeyedProcessFunction.Context):
     def get_current_key(self) -> Any:
         return self.key
 
+    def time_domain(self) -> TimeDomain:
+        return self.domain
+
+    def timer_service(self) -> TimerService:
+        return self
+
+    def _timers(self) -> Any:
+        timers = self._op.timers
+        if timers is None:
+            raise StateError(
+                f"operator {self._op.name!r}: timers are only available on a keyed stream "
+                "(use key_by(...).process(...))"
+            )
+        return timers
+
+    def register_event_time_timer(self, timestamp: int) -> None:
+        self._timers().register_event_time_timer(timestamp)
+
+    def register_processing_time_timer(self, timestamp: int) -> None:
+        self._timers().register_processing_time_timer(timestamp)
+
+    def delete_event_time_timer(self, timestamp: int) -> None:
+        self._timers().delete_event_time_timer(timestamp)
+
+    def delete_processing_time_timer(self, timestamp: int) -> None:
+        self._timers().delete_processing_time_timer(timestamp)
+
 
 class ProcessOperator(StreamOperator):
-    """``DataStream.process``: the function yields zero or more outputs per record.
+    """``DataStream.process``: the function yields zero or more outputs per record;
+    ``yield tag, value`` (an ``OutputTag`` first) goes to that side output.
 
-    The keyed variant (``KeyedProcessOperator``) only adds ``_key``/``_backend``: the same loop
-    then sets the current key before each call.
+    The keyed variant (``KeyedProcessOperator``) only adds ``_key``/``_backend``/``timers``:
+    the same loop then sets the current key before each call.
     """
 
     _key: Callable[[Any], Any] | None = None
     _backend: Any = None
+    timers: Any = None
 
     def open(self) -> None:
         super().open()
@@ -150,4 +191,34 @@ class ProcessOperator(StreamOperator):
         except Exception as e:
             raise self.fail(e, v) from e
         if out:
+            self.emit_with_side_outputs(out, ts_out)
+
+    def emit_with_side_outputs(self, out: list[Any], ts_out: list[int] | None) -> None:
+        """Split ``(OutputTag, value)`` items off to their side outputs, emit the rest."""
+        side = [
+            i
+            for i, item in enumerate(out)
+            if type(item) is tuple and len(item) == 2 and type(item[0]) is OutputTag
+        ]
+        if not side:
             self.output.emit(out, ts_out)
+            return
+        main: list[Any] = []
+        main_ts: list[int] | None = None if ts_out is None else []
+        tagged: dict[OutputTag, tuple[list[Any], list[int] | None]] = {}
+        side_set = set(side)
+        for i, item in enumerate(out):
+            if i in side_set:
+                tag, value = item
+                values, stamps = tagged.setdefault(tag, ([], None if ts_out is None else []))
+                values.append(value)
+                if stamps is not None and ts_out is not None:
+                    stamps.append(ts_out[i])
+            else:
+                main.append(item)
+                if main_ts is not None and ts_out is not None:
+                    main_ts.append(ts_out[i])
+        if main:
+            self.output.emit(main, main_ts)
+        for tag, (values, stamps) in tagged.items():
+            self.side_output(tag.tag_id).emit(values, stamps)
