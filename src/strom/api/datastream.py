@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from strom.connectors.base import Sink
 from strom.errors import InvalidJobError
+from strom.eventtime import WatermarkStrategy
 from strom.functions import (
     FilterFunction,
     FlatMapFunction,
     KeyedProcessFunction,
     KeySelector,
     MapFunction,
+    OutputTag,
     ProcessFunction,
     ReduceFunction,
     SinkFunction,
@@ -25,6 +27,7 @@ from strom.functions.core import describe
 from strom.graph import (
     PartitionTransformation,
     PhysicalTransformation,
+    SideOutputTransformation,
     Transformation,
     UnionTransformation,
 )
@@ -42,6 +45,7 @@ from strom.runtime.operators.simple import (
     ProcessOperator,
 )
 from strom.runtime.operators.sinks import SinkFunctionOperator, SinkWriterOperator
+from strom.runtime.operators.timestamps import TimestampsAndWatermarksOperator
 from strom.runtime.partitioners import (
     BroadcastPartitioner,
     CustomPartitioner,
@@ -52,10 +56,12 @@ from strom.runtime.partitioners import (
     RebalancePartitioner,
     ShufflePartitioner,
 )
+from strom.windowing import CountTrigger, GlobalWindows, PurgingTrigger, WindowAssigner
 
 if TYPE_CHECKING:
     from strom.api.collect import CloseableIterator
     from strom.api.environment import StreamExecutionEnvironment
+    from strom.api.windowed import WindowedStream
     from strom.formats import SerializationSchema
 
 
@@ -175,6 +181,32 @@ class DataStream:
             partitioner_name="hash",
         )
         return KeyedStream(self._env, t, key_selector)
+
+    def assign_timestamps_and_watermarks(self, watermark_strategy: WatermarkStrategy) -> DataStream:
+        """Event timestamps and watermarks from here on (upstream ones are replaced)."""
+        if not isinstance(watermark_strategy, WatermarkStrategy):
+            raise InvalidJobError(f"expected a WatermarkStrategy, got {watermark_strategy!r}")
+        interval = self._env._config.auto_watermark_interval_ms
+        t = self._apply(
+            "Timestamps/Watermarks",
+            lambda n: TimestampsAndWatermarksOperator(n, watermark_strategy, interval),
+        )
+        t.watermark_strategy = watermark_strategy
+        return DataStream(self._env, t)
+
+    def get_side_output(self, output_tag: OutputTag) -> DataStream:
+        """The records this operator sent to ``output_tag`` (``yield output_tag, value`` in a
+        process function, or late records of a window)."""
+        if not isinstance(output_tag, OutputTag):
+            raise InvalidJobError(f"get_side_output expects an OutputTag, got {output_tag!r}")
+        source = self._physical("get_side_output")
+        t = SideOutputTransformation(
+            id=self._env._new_id(),
+            name=f"SideOutput({output_tag.tag_id})",
+            inputs=[source],
+            tag_id=output_tag.tag_id,
+        )
+        return DataStream(self._env, t)
 
     def union(self, *streams: DataStream) -> DataStream:
         for s in streams:
@@ -462,3 +494,15 @@ class KeyedStream(DataStream):
 
     def set_parallelism(self, parallelism: int) -> DataStream:
         raise InvalidJobError("set the parallelism on the operator after key_by, not on key_by")
+
+    def window(self, window_assigner: WindowAssigner) -> WindowedStream:
+        """Cut each key's records into windows (tumbling, sliding, session, global)."""
+        from strom.api.windowed import WindowedStream
+
+        return WindowedStream(self, window_assigner)
+
+    def count_window(self, size: int) -> WindowedStream:
+        """Windows of ``size`` records per key (global window, purging count trigger)."""
+        if not isinstance(size, int) or size < 1:
+            raise InvalidJobError(f"count window size must be a positive integer, got {size!r}")
+        return self.window(GlobalWindows.create()).trigger(PurgingTrigger.of(CountTrigger.of(size)))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from strom.api.datastream import DataStream
 from strom.connectors.base import Source
 from strom.errors import InvalidJobError
+from strom.eventtime import WatermarkStrategy
 from strom.functions import ParallelSourceFunction, SourceFunction
 from strom.graph import SourceTransformation, Transformation, translate
 from strom.graph.transformations import per_subtask_copy
@@ -110,6 +111,13 @@ class StreamExecutionEnvironment:
         self._config.flush_interval = max(timeout_ms, 1) / 1000
         return self
 
+    def set_auto_watermark_interval(self, interval_ms: int) -> StreamExecutionEnvironment:
+        """How often periodic watermark generators are asked for a watermark (default 200)."""
+        self._config.auto_watermark_interval_ms = _check_positive(
+            "auto watermark interval", interval_ms
+        )
+        return self
+
     def set_processing_time_clock(self, clock: Callable[[], int]) -> StreamExecutionEnvironment:
         """Use ``clock()`` (ms) as processing time, e.g. ``strom.testing.ManualClock``."""
         self._config.processing_time = clock
@@ -166,20 +174,34 @@ class StreamExecutionEnvironment:
         self._transformations.append(t)
         self._sinks.append(t)
 
-    def from_source(self, source: Source[T], source_name: str | None = None) -> DataStream:
-        """A stream read by a pull-based ``Source`` (all built-in connectors)."""
+    def from_source(
+        self,
+        source: Source[T],
+        watermark_strategy: WatermarkStrategy | None = None,
+        source_name: str | None = None,
+    ) -> DataStream:
+        """A stream read by a pull-based ``Source`` (all built-in connectors).
+
+        ``watermark_strategy`` gives records event timestamps and generates watermarks, one
+        generator per split (e.g. per Kafka partition); the minimum over active splits flows
+        downstream.
+        """
         if not isinstance(source, Source):
             raise InvalidJobError(
                 f"from_source expects a strom.connectors.base.Source, got {type(source).__name__}"
                 "; use add_source() for a SourceFunction"
             )
+        if watermark_strategy is not None and not isinstance(watermark_strategy, WatermarkStrategy):
+            raise InvalidJobError(f"expected a WatermarkStrategy, got {watermark_strategy!r}")
         name = source_name or source.describe()
+        interval = self._config.auto_watermark_interval_ms
         t = SourceTransformation(
             id=self._new_id(),
             name=name,
-            factory=lambda n: SourceReaderOperator(n, source),
+            factory=lambda n: SourceReaderOperator(n, source, watermark_strategy, interval),
             parallelism_limit=source.max_parallelism,
             bounded=source.bounded,
+            watermark_strategy=watermark_strategy,
         )
         self._register(t)
         return DataStream(self, t)
@@ -202,6 +224,7 @@ class StreamExecutionEnvironment:
             factory=lambda n: SourceFunctionOperator(n, per_subtask_copy(source_function)),
             parallelism_limit=None if parallel else 1,
             bounded=False,
+            timestamped_source=True,
         )
         self._register(t)
         return DataStream(self, t)
@@ -215,7 +238,7 @@ class StreamExecutionEnvironment:
                 "from_collection expects a collection of elements, "
                 f"got a {type(collection).__name__}"
             )
-        return self.from_source(CollectionSource(collection), "Collection Source")
+        return self.from_source(CollectionSource(collection), source_name="Collection Source")
 
     def from_elements(self, *elements: T) -> DataStream:
         return self.from_collection(list(elements))
@@ -229,7 +252,7 @@ class StreamExecutionEnvironment:
 
         return self.from_source(
             SocketTextSource(hostname, port, delimiter=delimiter, max_retry=max_retry),
-            f"Socket Stream {hostname}:{port}",
+            source_name=f"Socket Stream {hostname}:{port}",
         )
 
     def read_text_file(
@@ -244,7 +267,7 @@ class StreamExecutionEnvironment:
 
         return self.from_source(
             FileSource(file_path, encoding=charset_name, monitor_interval=monitor_interval),
-            f"File Source {file_path}",
+            source_name=f"File Source {file_path}",
         )
 
     # -- running --------------------------------------------------------------------------

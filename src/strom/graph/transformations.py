@@ -52,6 +52,8 @@ class PhysicalTransformation(Transformation):
 @dataclass(eq=False)
 class SourceTransformation(PhysicalTransformation):
     bounded: bool = True
+    timestamped_source: bool = False
+    """The source can emit event timestamps itself (a SourceFunction may)."""
 
 
 @dataclass(eq=False)

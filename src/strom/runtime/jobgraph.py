@@ -71,6 +71,7 @@ class JobConfig:
     batch_size: int = 1024
     channel_capacity: int = 8
     flush_interval: float = 0.05
+    auto_watermark_interval_ms: int = 200
     processing_time: Callable[[], int] | None = None
     job_parameters: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

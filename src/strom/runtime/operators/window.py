@@ -1,0 +1,493 @@
+"""The window operator (keyed): assign records to windows, keep one accumulator per key and
+window in keyed state, fire through the trigger, clean up after the allowed lateness.
+
+Contents are ``{key: {window: acc}}`` in the keyed backend (so they checkpoint and rescale with
+their keys); ``acc`` is the reduced value, the ``AggregateFunction`` accumulator, or the list of
+elements for a ``ProcessWindowFunction``. Timers carry the window as namespace.
+
+Fast paths keep per-record work small:
+* default event-time trigger, no merging: the trigger is consulted only when a window is new
+  for a key (to register its end timer) or the record is late;
+* sliding windows whose slide divides the size are kept as panes of one slide: a record
+  updates one pane, and a firing window combines its size/slide panes — per-record work does
+  not grow with size/slide (a 60-minute window sliding by 1 minute costs what a 1-minute
+  tumbling window costs, plus one merge per pane at firing).
+Everything else (custom triggers, processing time, sessions, global windows) takes the general
+path through the trigger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from strom.functions import AggregateFunction, ReduceFunction
+from strom.functions.core import open_function
+from strom.runtime.elements import MAX_WATERMARK
+from strom.runtime.keygroups import key_group_range
+from strom.runtime.operators.base import StreamOperator
+from strom.runtime.operators.keyed import key_function
+from strom.runtime.timers import TimerService
+from strom.state import ValueStateDescriptor
+from strom.windowing import (
+    EventTimeTrigger,
+    ProcessWindowFunction,
+    SlidingEventTimeWindows,
+    TimeWindow,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
+    WindowAssigner,
+)
+from strom.windowing.windows import Window
+
+_MISSING = object()
+CONTENTS: ValueStateDescriptor[Any] = ValueStateDescriptor("_window_contents")
+TRIGGER_STATE: ValueStateDescriptor[Any] = ValueStateDescriptor("_window_trigger")
+
+
+class _Contents:
+    """How accumulators are built and combined for reduce / aggregate / process."""
+
+    def __init__(self, kind: str, fn: Any) -> None:
+        self.kind = kind
+        if kind == "reduce":
+            r = fn.reduce if isinstance(fn, ReduceFunction) else fn
+            self.merge: Callable[[Any, Any], Any] = r
+            self.result: Callable[[Any], Any] = lambda acc: acc
+        elif kind == "aggregate":
+            agg: AggregateFunction[Any, Any, Any] = fn
+            self.create = agg.create_accumulator
+            self.add = agg.add
+            self.merge = agg.merge
+            self.result = agg.get_result
+        else:
+            self.merge = lambda a, b: a + b
+            self.result = lambda acc: acc
+
+    def add_batch(
+        self, table: MutableMapping[Any, Any], items: list[tuple[Any, Any, Any]]
+    ) -> list[tuple[Any, Any]]:
+        """Fold ``(key, window, value)`` into ``table``; returns (key, window) pairs new.
+
+        Each touched key's map is written back once per batch: an on-disk backend only sees
+        what is assigned, not in-place changes.
+        """
+        new: list[tuple[Any, Any]] = []
+        kind = self.kind
+        touched: dict[Any, dict[Any, Any]] = {}
+        for k, w, v in items:
+            per_key = touched.get(k)
+            if per_key is None:
+                per_key = table.get(k)
+                if per_key is None:
+                    per_key = {}
+                touched[k] = per_key
+            acc = per_key.get(w, _MISSING)
+            if acc is _MISSING:
+                new.append((k, w))
+                if kind == "reduce":
+                    per_key[w] = v
+                elif kind == "aggregate":
+                    per_key[w] = self.add(v, self.create())
+                else:
+                    per_key[w] = [v]
+            elif kind == "reduce":
+                per_key[w] = self.merge(acc, v)
+            elif kind == "aggregate":
+                per_key[w] = self.add(v, acc)
+            else:
+                acc.append(v)
+        for k, per_key in touched.items():
+            table[k] = per_key
+        return new
+
+
+class _TriggerCtx(TriggerContext):
+    def __init__(self, op: WindowOperator) -> None:
+        self.op = op
+        self.window: Window = TimeWindow(0, 0)
+
+    def current_watermark(self) -> int:
+        return self.op.watermark
+
+    def current_processing_time(self) -> int:
+        return self.op.ctx.processing_time()
+
+    def register_event_time_timer(self, time: int) -> None:
+        self.op.timers.register_event_time_timer(time, self.window)
+
+    def register_processing_time_timer(self, time: int) -> None:
+        self.op.timers.register_processing_time_timer(time, self.window)
+
+    def delete_event_time_timer(self, time: int) -> None:
+        self.op.timers.delete_event_time_timer(time, self.window)
+
+    def delete_processing_time_timer(self, time: int) -> None:
+        self.op.timers.delete_processing_time_timer(time, self.window)
+
+    def get_state(self, name: str, default: Any = None) -> Any:
+        per_key = self.op.trigger_table.get(self.op.backend.current_key)
+        if per_key is None:
+            return default
+        return per_key.get((self.window, name), default)
+
+    def set_state(self, name: str, value: Any) -> None:
+        key = self.op.backend.current_key
+        table = self.op.trigger_table
+        per_key = table.get(key) or {}
+        if value is None:
+            per_key.pop((self.window, name), None)
+        else:
+            per_key[(self.window, name)] = value
+        if per_key:
+            table[key] = per_key
+        elif key in table:
+            del table[key]
+
+
+class _WindowCtx(ProcessWindowFunction.Context):
+    def __init__(self, op: WindowOperator) -> None:
+        self.op = op
+        self.current: Window = TimeWindow(0, 0)
+
+    def window(self) -> Window:
+        return self.current
+
+    def current_processing_time(self) -> int:
+        return self.op.ctx.processing_time()
+
+    def current_watermark(self) -> int:
+        return self.op.watermark
+
+
+class WindowOperator(StreamOperator):
+    uses_ticks = True
+
+    def __init__(
+        self,
+        name: str,
+        key_selector: Any,
+        assigner: WindowAssigner,
+        kind: str,
+        function: Any,
+        *,
+        trigger: Trigger | None = None,
+        window_function: ProcessWindowFunction[Any, Any, Any] | None = None,
+        allowed_lateness: int = 0,
+        late_tag: str | None = None,
+    ) -> None:
+        super().__init__(name, function)
+        self.key_selector = key_selector
+        self.assigner = assigner
+        self.kind = kind
+        self.trigger = trigger or assigner.default_trigger()
+        self.window_function = window_function
+        self.allowed_lateness = allowed_lateness if assigner.is_event_time else 0
+        self.late_tag = late_tag
+        default_trigger = trigger is None or type(trigger) is EventTimeTrigger
+        self.fast = assigner.is_event_time and not assigner.is_merging and default_trigger
+        self.pane = (
+            assigner.pane_size
+            if self.fast and isinstance(assigner, SlidingEventTimeWindows)
+            else None
+        )
+        self.watermark = -(2**63)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:
+        super().initialize_state(snapshots)
+        backend = self.ctx.keyed_backend
+        assert backend is not None, "window operator without keyed state backend"
+        self.backend = backend
+        self.timers = TimerService(backend)
+        if snapshots is not None:
+            owned = key_group_range(
+                self.ctx.subtask_index, self.ctx.max_parallelism, self.ctx.parallelism
+            )
+            self.timers.restore([s["timers"] for s in snapshots if "timers" in s], owned)
+
+    def open(self) -> None:
+        if self.kind != "reduce" and self.function is not None:
+            open_function(self.function, self.runtime_context)
+        if self.window_function is not None:
+            open_function(self.window_function, self.runtime_context)
+        self.key = key_function(self.key_selector)
+        self.contents = _Contents(self.kind, self.function)
+        self.table = self.backend.table(CONTENTS)
+        self.trigger_table = self.backend.table(TRIGGER_STATE)
+        self.tctx = _TriggerCtx(self)
+        self.wctx = _WindowCtx(self)
+        self.late_dropped = self.ctx.metrics.counter("num_late_records_dropped")
+
+    def close(self) -> None:
+        from strom.functions.core import close_function
+
+        if self.kind != "reduce" and self.function is not None:
+            close_function(self.function)
+        if self.window_function is not None:
+            close_function(self.window_function)
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        snap = super().snapshot_state(checkpoint_id, timestamp)
+        snap["timers"] = self.timers.snapshot()
+        return snap
+
+    # -- records --------------------------------------------------------------------------
+    def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        key = self.key
+        if self.assigner.is_event_time:
+            if timestamps is None:
+                raise self.fail(
+                    ValueError(
+                        "event-time windows need record timestamps: set a watermark strategy "
+                        "on the source or call assign_timestamps_and_watermarks"
+                    ),
+                    values[0],
+                )
+            stamps = timestamps
+        else:
+            now = self.ctx.processing_time()
+            stamps = [now] * len(values)
+        v: Any = ...
+        try:
+            if self.pane is not None:
+                self._add_panes(values, stamps, key)
+            elif self.fast:
+                self._add_fast(values, stamps, key)
+            else:
+                for v, ts in zip(values, stamps, strict=True):
+                    self._add_general(v, ts, key(v))
+        except Exception as e:
+            raise self.fail(e, v) from e
+
+    def _late(self, window: Window) -> bool:
+        return window.max_timestamp() + self.allowed_lateness <= self.watermark
+
+    def _drop_late(self, value: Any, ts: int) -> None:
+        if self.late_tag is not None:
+            self.side_output(self.late_tag).emit([value], [ts])
+        else:
+            self.late_dropped.count += 1
+
+    def _add_fast(self, values: list[Any], stamps: list[int], key: Callable[[Any], Any]) -> None:
+        assign, wm, lateness = self.assigner.assign_windows, self.watermark, self.allowed_lateness
+        items = []
+        fire_now = []
+        for v, ts in zip(values, stamps, strict=True):
+            k = key(v)
+            for w in assign(v, ts):
+                end = w.max_timestamp()
+                if end + lateness <= wm:
+                    self._drop_late(v, ts)
+                    continue
+                items.append((k, w, v))
+                if end <= wm:
+                    fire_now.append((k, w))
+        for k, w in self.contents.add_batch(self.table, items):
+            self.backend.current_key = k
+            self._register_window_timers(w)
+        for k, w in fire_now:  # late but within lateness: an updated result right away
+            self.backend.current_key = k
+            self._emit(k, w, self.table[k][w])
+
+    def _register_window_timers(self, w: Window) -> None:
+        end = w.max_timestamp()
+        self.timers.register_event_time_timer(end, w)
+        if self.allowed_lateness:
+            self.timers.register_event_time_timer(end + self.allowed_lateness, ("gc", w))
+
+    def _add_panes(self, values: list[Any], stamps: list[int], key: Callable[[Any], Any]) -> None:
+        assigner = self.assigner
+        assert isinstance(assigner, SlidingEventTimeWindows)
+        slide, size, offset = assigner.slide, assigner.size, assigner.offset
+        wm, lateness = self.watermark, self.allowed_lateness
+        items = []
+        late_windows: list[tuple[Any, TimeWindow]] = []
+        for v, ts in zip(values, stamps, strict=True):
+            p = ts - (ts - offset) % slide
+            # the last window containing this pane starts at p and ends at p + size - 1
+            if p + size - 1 + lateness <= wm:
+                self._drop_late(v, ts)
+                continue
+            k = key(v)
+            items.append((k, TimeWindow(p, p + slide), v))
+            if p + slide - 1 <= wm:  # some windows with this pane already fired
+                for s in range(p, p - size, -slide):
+                    w = TimeWindow(s, s + size)
+                    if w.max_timestamp() <= wm:
+                        late_windows.append((k, w))
+        for k, pane in self.contents.add_batch(self.table, items):
+            self.backend.current_key = k
+            for s in range(pane.start, pane.start - size, -slide):
+                w = TimeWindow(s, s + size)
+                if w.max_timestamp() > wm:
+                    self.timers.register_event_time_timer(w.max_timestamp(), w)
+            # the pane is needed until its last window (starting at the pane) is past lateness
+            self.timers.register_event_time_timer(pane.start + size - 1 + lateness, ("gc", pane))
+        for k, w in dict.fromkeys(late_windows):
+            self.backend.current_key = k
+            self._emit(k, w, self._combine_panes(k, w))
+
+    def _combine_panes(self, k: Any, w: TimeWindow) -> Any:
+        per_key = self.table.get(k, {})
+        slide = self.pane
+        assert slide is not None
+        merge = self.contents.merge
+        acc: Any = _MISSING
+        for p in range(w.start, w.end, slide):
+            pane_acc = per_key.get(TimeWindow(p, p + slide), _MISSING)
+            if pane_acc is _MISSING:
+                continue
+            if acc is _MISSING:
+                acc = list(pane_acc) if self.kind == "process" else pane_acc
+            else:
+                acc = merge(acc, pane_acc)
+        return acc
+
+    def _add_general(self, v: Any, ts: int, k: Any) -> None:
+        backend = self.backend
+        backend.current_key = k
+        for assigned in self.assigner.assign_windows(v, ts):
+            w: Window = assigned
+            if self.assigner.is_merging:
+                merged = self._merge_into(k, assigned)
+                if merged is None:
+                    self._drop_late(v, ts)
+                    continue
+                w = merged
+            elif self.assigner.is_event_time and self._late(w):
+                self._drop_late(v, ts)
+                continue
+            self.contents.add_batch(self.table, [(k, w, v)])
+            backend.current_key = k
+            self.tctx.window = w
+            result = self.trigger.on_element(v, ts, w, self.tctx)
+            self._register_cleanup(w)
+            self._apply(result, k, w)
+
+    def _merge_into(self, k: Any, w: Window) -> Window | None:
+        """Session windows: merge ``w`` with every window of the key it touches."""
+        assert isinstance(w, TimeWindow)
+        per_key = self.table.get(k) or {}
+        merged = w
+        absorbed = []
+        for existing in list(per_key):
+            if merged.intersects(existing):
+                merged = merged.cover(existing)
+                absorbed.append(existing)
+        if self.assigner.is_event_time and self._late(merged):
+            return None
+        if absorbed and (len(absorbed) > 1 or absorbed[0] != merged):
+            acc: Any = _MISSING
+            for old in absorbed:
+                part = per_key.pop(old)
+                acc = part if acc is _MISSING else self.contents.merge(acc, part)
+                self.tctx.window = old
+                self.trigger.clear(old, self.tctx)
+                self._delete_cleanup(old)
+            per_key[merged] = acc
+            self.table[k] = per_key
+            self.tctx.window = merged
+            self.trigger.on_merge(merged, self.tctx)
+        return merged
+
+    def _cleanup_time(self, w: Window) -> int | None:
+        end = w.max_timestamp()
+        if end >= MAX_WATERMARK:
+            return None  # the global window lives as long as its key
+        return end + self.allowed_lateness
+
+    def _register_cleanup(self, w: Window) -> None:
+        t = self._cleanup_time(w)
+        if t is None:
+            return
+        if self.assigner.is_event_time:
+            self.timers.register_event_time_timer(t, ("gc", w))
+        else:
+            self.timers.register_processing_time_timer(t, ("gc", w))
+
+    def _delete_cleanup(self, w: Window) -> None:
+        t = self._cleanup_time(w)
+        if t is not None:
+            self.timers.delete_event_time_timer(t, ("gc", w))
+            self.timers.delete_processing_time_timer(t, ("gc", w))
+
+    # -- firing ---------------------------------------------------------------------------
+    def _apply(self, result: TriggerResult, k: Any, w: Window) -> None:
+        if result.is_fire:
+            acc = self.table.get(k, {}).get(w, _MISSING)
+            if acc is not _MISSING:
+                self._emit(k, w, acc)
+        if result.is_purge:
+            self._drop_window(k, w)
+
+    def _emit(self, k: Any, w: Window, acc: Any) -> None:
+        if acc is _MISSING:
+            return
+        result = self.contents.result(acc)
+        ts = w.max_timestamp()
+        wf = self.window_function
+        if wf is None:
+            self.output.emit([result], [ts])
+            return
+        self.wctx.current = w
+        elements = result if self.kind == "process" else [result]
+        out = wf.process(k, self.wctx, elements)
+        if out is not None:
+            values = list(out)
+            if values:
+                self.output.emit(values, [ts] * len(values))
+
+    def _on_timer(self, ts: int, k: Any, namespace: Any, event_time: bool) -> None:
+        if type(namespace) is tuple and len(namespace) == 2 and namespace[0] == "gc":
+            self._clear(k, namespace[1])
+            return
+        w = namespace
+        if self.pane is not None:
+            self._emit(k, w, self._combine_panes(k, w))
+            return
+        self.tctx.window = w
+        trigger = self.trigger
+        if event_time:
+            result = trigger.on_event_time(ts, w, self.tctx)
+        else:
+            result = trigger.on_processing_time(ts, w, self.tctx)
+        self._apply(result, k, w)
+
+    def _drop_window(self, k: Any, w: Window) -> None:
+        per_key = self.table.get(k)
+        if per_key is not None and w in per_key:
+            del per_key[w]
+            if per_key:
+                self.table[k] = per_key
+            else:
+                del self.table[k]
+
+    def _clear(self, k: Any, w: Window) -> None:
+        self._drop_window(k, w)
+        if self.pane is None:
+            self.tctx.window = w
+            self.trigger.clear(w, self.tctx)
+
+    def process_watermark(self, watermark: int) -> None:
+        self.watermark = watermark
+        try:
+            self.timers.advance_watermark(watermark, self._fire_event)
+        except Exception as e:
+            raise self.fail(e, f"<firing windows at watermark {watermark}>") from e
+        self.output.emit_watermark(watermark)
+
+    def _fire_event(self, ts: int, k: Any, namespace: Any) -> None:
+        self._on_timer(ts, k, namespace, True)
+
+    def _fire_processing(self, ts: int, k: Any, namespace: Any) -> None:
+        self._on_timer(ts, k, namespace, False)
+
+    def tick(self, now_ms: int) -> None:
+        due = self.timers.next_processing_time()
+        if due is not None and due <= now_ms:
+            try:
+                self.timers.advance_processing_time(now_ms, self._fire_processing)
+            except Exception as e:
+                raise self.fail(e, f"<firing windows at processing time {now_ms}>") from e
