@@ -15,6 +15,9 @@
 """
 
 from strom.testing.clock import ManualClock
+from strom.testing.conformance import CheckNotApplicable, conformance_tests
+from strom.testing.conformance_sinks import SinkConformance
+from strom.testing.conformance_sources import SourceConformance
 from strom.testing.failures import FailOnce, InjectedFailure, fail_once_at
 from strom.testing.harness import (
     SinkFunctionHarness,
@@ -28,6 +31,7 @@ from strom.testing.sinks import CollectingSinkFunction, TestingSink
 from strom.testing.sources import TestingSource
 
 __all__ = [
+    "CheckNotApplicable",
     "CollectingServer",
     "CollectingSinkFunction",
     "FailOnce",
@@ -35,12 +39,15 @@ __all__ = [
     "InjectedFailure",
     "LineServer",
     "ManualClock",
+    "SinkConformance",
     "SinkFunctionHarness",
     "SinkWriterHarness",
+    "SourceConformance",
     "SourceFunctionHarness",
     "SourceReaderHarness",
     "TestingSink",
     "TestingSource",
+    "conformance_tests",
     "fail_once_at",
     "free_port",
     "run_to_completion",

@@ -26,6 +26,7 @@ def test_guide_example_runs(index: int) -> None:
 
 def test_public_names() -> None:
     assert sorted(strom.testing.__all__) == [
+        "CheckNotApplicable",
         "CollectingServer",
         "CollectingSinkFunction",
         "FailOnce",
@@ -33,12 +34,15 @@ def test_public_names() -> None:
         "InjectedFailure",
         "LineServer",
         "ManualClock",
+        "SinkConformance",
         "SinkFunctionHarness",
         "SinkWriterHarness",
+        "SourceConformance",
         "SourceFunctionHarness",
         "SourceReaderHarness",
         "TestingSink",
         "TestingSource",
+        "conformance_tests",
         "fail_once_at",
         "free_port",
         "run_to_completion",

@@ -77,7 +77,9 @@ class _FileSink(Sink[Any]):
 
     def create_writer(self, ctx: WriterContext) -> SinkWriter[Any]:
         target = output_file(self.path, ctx.subtask_index, ctx.parallelism)
-        return _FileWriter(self, target, ctx.parallelism, self._encoder(target))
+        writer = _FileWriter(self, target, ctx.parallelism, self._encoder(target))
+        writer.restarted = ctx.attempt > 0
+        return writer
 
     def describe(self) -> str:
         return f"{type(self).__name__} ({self.path})"
@@ -253,6 +255,9 @@ class _FileWriter(SinkWriter[Any]):
         self._mode = sink.write_mode
         self._target = target
         self._parallelism = parallelism
+        self.restarted = False
+        """A restart of the job: without restored state (no checkpoint completed yet) every
+        record is replayed, so this writer's own earlier file is rewritten, whatever the mode."""
         self._encode = encode
         self._fh: IO[bytes] | None = None
         self._length = 0
@@ -270,7 +275,7 @@ class _FileWriter(SinkWriter[Any]):
             # A restarted job continues its output: the records after the checkpoint are
             # written again (at-least-once) instead of failing on the file the first run made.
             mode = "ab"
-        elif overwrite:
+        elif overwrite or self.restarted:
             if self._parallelism == 1 and os.path.isdir(target):
                 shutil.rmtree(target)  # Flink's OVERWRITE replaces a directory too
             mode = "wb"
