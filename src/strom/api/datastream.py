@@ -7,7 +7,7 @@ environment executes. Functions may be plain callables or function classes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from strom.connectors.base import Sink
 from strom.errors import InvalidJobError
@@ -56,10 +56,12 @@ from strom.runtime.partitioners import (
     RebalancePartitioner,
     ShufflePartitioner,
 )
+from strom.state import MapStateDescriptor
 from strom.windowing import CountTrigger, GlobalWindows, PurgingTrigger, WindowAssigner
 
 if TYPE_CHECKING:
     from strom.api.collect import CloseableIterator
+    from strom.api.connected import BroadcastStream
     from strom.api.environment import StreamExecutionEnvironment
     from strom.api.windowed import WindowedStream
     from strom.formats import SerializationSchema
@@ -239,8 +241,37 @@ class DataStream:
     def shuffle(self) -> DataStream:
         return self._partition("shuffle", lambda _: ShufflePartitioner())
 
-    def broadcast(self) -> DataStream:
+    @overload
+    def broadcast(self) -> DataStream: ...
+
+    @overload
+    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> BroadcastStream: ...
+
+    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> DataStream | BroadcastStream:
+        """Every record to every subtask; with state descriptors, a ``BroadcastStream`` for
+        the broadcast state pattern (``events.connect(rules.broadcast(desc)).process(...)``)."""
+        if descriptors:
+            from strom.api.connected import BroadcastStream
+
+            return BroadcastStream(self, descriptors)
         return self._partition("broadcast", lambda _: BroadcastPartitioner())
+
+    def connect(self, other: DataStream | BroadcastStream) -> Any:
+        """Two streams processed together (``ConnectedStreams``), or with a broadcast stream
+        (``BroadcastConnectedStream``)."""
+        from strom.api.connected import (
+            BroadcastConnectedStream,
+            BroadcastStream,
+            ConnectedStreams,
+        )
+
+        if isinstance(other, BroadcastStream):
+            return BroadcastConnectedStream(self, other)
+        if not isinstance(other, DataStream):
+            raise InvalidJobError(
+                f"connect() expects a DataStream or BroadcastStream, got {other!r}"
+            )
+        return ConnectedStreams(self, other)
 
     def global_(self) -> DataStream:
         return self._partition("global", lambda _: GlobalPartitioner())

@@ -61,13 +61,18 @@ def deploy(graph: JobGraph, env: TaskEnvironment) -> list[Task]:
     capacity = graph.config.channel_capacity
     gates: dict[tuple[int, int], InputGate] = {}
     channel_offset: dict[int, int] = {}  # edge index -> first channel in the target gates
+    channel_inputs: dict[int, list[int]] = {}  # vertex -> input index of each gate channel
     for v in graph.vertices:
         offset = 0
+        inputs: list[int] = []
         for idx, e in enumerate(graph.edges):
             if e.target_vertex != v.id:
                 continue
             channel_offset[idx] = offset
-            offset += 1 if e.is_forward else graph.vertex(e.source_vertex).parallelism
+            count = 1 if e.is_forward else graph.vertex(e.source_vertex).parallelism
+            offset += count
+            inputs.extend([e.target_input] * count)
+        channel_inputs[v.id] = inputs
         if offset:
             for s in range(v.parallelism):
                 gates[(v.id, s)] = InputGate(offset, capacity)
@@ -92,7 +97,7 @@ def deploy(graph: JobGraph, env: TaskEnvironment) -> list[Task]:
                 partitioner = e.partitioner()
                 partitioner.setup(target.parallelism, s)
                 outputs[e.source_operator].append(RecordWriterOutput(partitioner, targets, e.tag))
-            tasks.append(Task(v, s, env, gates.get((v.id, s)), outputs))
+            tasks.append(Task(v, s, env, gates.get((v.id, s)), outputs, channel_inputs[v.id]))
     return tasks
 
 

@@ -45,7 +45,7 @@ from strom.runtime.operators.base import (
 )
 from strom.runtime.operators.sources import SourceOperator
 from strom.runtime.partitioners import Partitioner
-from strom.runtime.state import HeapKeyedStateBackend
+from strom.runtime.state import create_keyed_backend
 
 
 class TaskState(Enum):
@@ -128,11 +128,13 @@ class Task:
         env: TaskEnvironment,
         gate: InputGate | None,
         outputs_per_operator: list[list[RecordWriterOutput]],
+        channel_inputs: list[int] | None = None,
     ) -> None:
         self.vertex = vertex
         self.subtask_index = subtask_index
         self.env = env
         self.gate = gate
+        self.channel_inputs = channel_inputs or []
         self.name = f"{vertex.name} ({subtask_index + 1}/{vertex.parallelism})"
         self.batch_size = env.config.batch_size
         self.flush_interval = env.config.flush_interval
@@ -184,9 +186,15 @@ class Task:
                 processing_time=env.processing_time,
                 job_parameters=env.config.job_parameters,
                 keyed_backend=(
-                    HeapKeyedStateBackend(
+                    create_keyed_backend(
+                        env.config.state_backend,
                         v.max_parallelism,
                         key_group_range(self.subtask_index, v.max_parallelism, v.parallelism),
+                        clock=env.processing_time,
+                        directory=env.config.state_dir,
+                        cache_size=env.config.state_cache_size,
+                        serializer=env.config.state_serializer,
+                        label=f"{spec.uid}-{self.subtask_index}",
                     )
                     if spec.keyed
                     else None
@@ -293,7 +301,22 @@ class Task:
                     if self.state is not TaskState.FAILED and not self._cancelled:
                         self.failed_operator = op.name
                         self._record_failure(e)
+            self._close_state_backends()
             self.env.on_done(self)
+
+    def _close_state_backends(self) -> None:
+        """Release keyed state (the disk backend removes its files); snapshots taken before
+        are already serialized, so nothing needs the state any more."""
+        for op in self.operators:
+            backend = op.ctx.keyed_backend
+            if backend is None:
+                continue
+            try:
+                backend.close()
+            except Exception as e:  # on_done must still run, or the job would never finish
+                if self.state is not TaskState.FAILED and not self._cancelled:
+                    self.failed_operator = op.name
+                    self._record_failure(e)
 
     def _record_failure(self, e: BaseException) -> None:
         original: BaseException = e
@@ -332,8 +355,12 @@ class Task:
         assert gate is not None
         n = gate.num_channels
         head = self.head
-        process = head.process_batch
         records_in = head.ctx.metrics.counter("records_in")
+        if getattr(head, "two_inputs", False):
+            sides = (head.process_batch1, head.process_batch2)  # type: ignore[attr-defined]
+            route = [sides[i] for i in self.channel_inputs]
+        else:
+            route = [head.process_batch] * n
         channel_wm = [MIN_WATERMARK] * n
         ended = [False] * n
         self._channel_idle = [False] * n
@@ -353,7 +380,7 @@ class Task:
             kind = type(element)
             if kind is RecordBatch:
                 records_in.count += len(element.values)
-                process(element.values, element.timestamps)
+                route[ch](element.values, element.timestamps)
             elif kind is Watermark:
                 channel_wm[ch] = element.timestamp
                 self._advance_watermark(channel_wm, ended)
