@@ -11,6 +11,7 @@ strategy in the middle of a job (``assign_timestamps_and_watermarks``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from strom.errors import StromError
@@ -68,12 +69,16 @@ class WatermarkEmitter:
         """Timestamps for a batch from one split; feeds that split's generator."""
         fn = self._ts_fn
         v: Any = ...
+        it = iter(values)
         try:
             if fn is not None:
+                # map() keeps the loop in C; the iterator tells which record failed
                 if timestamps is None:
-                    ts = [int(fn(v, None)) for v in values]
+                    ts = list(map(fn, it, repeat(None)))
                 else:
-                    ts = [int(fn(v, t)) for v, t in zip(values, timestamps, strict=True)]
+                    ts = list(map(fn, it, timestamps))
+                if type(ts[0]) is not int or type(ts[-1]) is not int:
+                    ts = [int(t) for t in ts]
             elif timestamps is None:
                 raise MissingTimestampError(
                     "the source gives no timestamps and the watermark strategy has no "
@@ -84,6 +89,8 @@ class WatermarkEmitter:
         except MissingTimestampError as e:
             raise MissingTimestampError(f"{self._where}: record {values[0]!r:.120}: {e}") from None
         except Exception as e:
+            index = len(values) - it.__length_hint__() - 1
+            v = values[index] if 0 <= index < len(values) else v
             raise MissingTimestampError(
                 f"{self._where}: the timestamp assigner failed on record {v!r:.120}: "
                 f"{type(e).__name__}: {e}"

@@ -8,10 +8,11 @@ elements for a ``ProcessWindowFunction``. Timers carry the window as namespace.
 Fast paths keep per-record work small:
 * default event-time trigger, no merging: the trigger is consulted only when a window is new
   for a key (to register its end timer) or the record is late;
-* sliding windows whose slide divides the size are kept as panes of one slide: a record
-  updates one pane, and a firing window combines its size/slide panes — per-record work does
-  not grow with size/slide (a 60-minute window sliding by 1 minute costs what a 1-minute
-  tumbling window costs, plus one merge per pane at firing).
+* tumbling windows, and sliding windows whose slide divides the size, are kept as panes of
+  one slide (``{key: {pane start: acc}}``): a record updates one pane in a tight loop, and a
+  firing window combines its size/slide panes — per-record work does not grow with
+  size/slide (a 60-minute window sliding by 1 minute costs what a 1-minute tumbling window
+  costs, plus the merges at firing). Window timers are chained: one per firing.
 Everything else (custom triggers, processing time, sessions, global windows) takes the general
 path through the trigger.
 """
@@ -37,6 +38,7 @@ from strom.windowing import (
     Trigger,
     TriggerContext,
     TriggerResult,
+    TumblingEventTimeWindows,
     WindowAssigner,
 )
 from strom.windowing.windows import Window
@@ -186,12 +188,14 @@ class WindowOperator(StreamOperator):
         self.allowed_lateness = allowed_lateness if assigner.is_event_time else 0
         self.late_tag = late_tag
         default_trigger = trigger is None or type(trigger) is EventTimeTrigger
-        self.fast = assigner.is_event_time and not assigner.is_merging and default_trigger
-        self.pane = (
-            assigner.pane_size
-            if self.fast and isinstance(assigner, SlidingEventTimeWindows)
-            else None
-        )
+        fast = assigner.is_event_time and not assigner.is_merging and default_trigger
+        # (slide, size, offset) of aligned windows built from panes of one slide: tumbling
+        # windows are the case slide == size
+        self.panes: tuple[int, int, int] | None = None
+        if fast and isinstance(assigner, SlidingEventTimeWindows) and assigner.pane_size:
+            self.panes = (assigner.slide, assigner.size, assigner.offset)
+        elif fast and isinstance(assigner, TumblingEventTimeWindows):
+            self.panes = (assigner.size, assigner.size, assigner.offset)
         self.watermark = -(2**63)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -251,10 +255,8 @@ class WindowOperator(StreamOperator):
             stamps = [now] * len(values)
         v: Any = ...
         try:
-            if self.pane is not None:
+            if self.panes is not None:
                 self._add_panes(values, stamps, key)
-            elif self.fast:
-                self._add_fast(values, stamps, key)
             else:
                 for v, ts in zip(values, stamps, strict=True):
                     self._add_general(v, ts, key(v))
@@ -270,73 +272,88 @@ class WindowOperator(StreamOperator):
         else:
             self.late_dropped.count += 1
 
-    def _add_fast(self, values: list[Any], stamps: list[int], key: Callable[[Any], Any]) -> None:
-        assign, wm, lateness = self.assigner.assign_windows, self.watermark, self.allowed_lateness
-        items = []
-        fire_now = []
-        for v, ts in zip(values, stamps, strict=True):
-            k = key(v)
-            for w in assign(v, ts):
-                end = w.max_timestamp()
-                if end + lateness <= wm:
-                    self._drop_late(v, ts)
-                    continue
-                items.append((k, w, v))
-                if end <= wm:
-                    fire_now.append((k, w))
-        for k, w in self.contents.add_batch(self.table, items):
-            self.backend.current_key = k
-            self._register_window_timers(w)
-        for k, w in fire_now:  # late but within lateness: an updated result right away
-            self.backend.current_key = k
-            self._emit(k, w, self.table[k][w])
-
-    def _register_window_timers(self, w: Window) -> None:
-        end = w.max_timestamp()
-        self.timers.register_event_time_timer(end, w)
-        if self.allowed_lateness:
-            self.timers.register_event_time_timer(end + self.allowed_lateness, ("gc", w))
-
     def _add_panes(self, values: list[Any], stamps: list[int], key: Callable[[Any], Any]) -> None:
-        assigner = self.assigner
-        assert isinstance(assigner, SlidingEventTimeWindows)
-        slide, size, offset = assigner.slide, assigner.size, assigner.offset
+        """Fold records into panes ``{key: {pane start: acc}}`` in one pass.
+
+        A new pane registers one timer: the window that ends with it. Firing a window
+        registers the next one while it still has panes (see ``_fire_pane_window``), so timers
+        grow with firings, not with size/slide.
+        """
+        assert self.panes is not None
+        slide, size, offset = self.panes
         wm, lateness = self.watermark, self.allowed_lateness
-        items = []
-        late_windows: list[tuple[Any, TimeWindow]] = []
-        for v, ts in zip(values, stamps, strict=True):
+        table, kind, contents = self.table, self.kind, self.contents
+        add = getattr(contents, "add", None)
+        create = getattr(contents, "create", None)
+        merge = contents.merge
+        touched: dict[Any, dict[int, Any]] = {}
+        new_panes: list[tuple[Any, int]] = []
+        late: list[tuple[Any, int]] = []
+        keys = list(map(key, values))  # the key selector runs in a C-level loop
+        # pane p is too late when even its last window (p + size - 1) is past lateness, and
+        # late-but-kept when its first window (p + slide - 1) already fired
+        too_late = wm - size + 1 - lateness
+        fired = wm - slide + 1
+        missing = _MISSING
+        for v, ts, k in zip(values, stamps, keys, strict=True):
             p = ts - (ts - offset) % slide
-            # the last window containing this pane starts at p and ends at p + size - 1
-            if p + size - 1 + lateness <= wm:
+            if p <= too_late:
                 self._drop_late(v, ts)
                 continue
-            k = key(v)
-            items.append((k, TimeWindow(p, p + slide), v))
-            if p + slide - 1 <= wm:  # some windows with this pane already fired
-                for s in range(p, p - size, -slide):
-                    w = TimeWindow(s, s + size)
-                    if w.max_timestamp() <= wm:
-                        late_windows.append((k, w))
-        for k, pane in self.contents.add_batch(self.table, items):
-            self.backend.current_key = k
-            for s in range(pane.start, pane.start - size, -slide):
+            per_key = touched.get(k)
+            if per_key is None:
+                per_key = table.get(k)
+                if per_key is None:
+                    per_key = {}
+                touched[k] = per_key
+            acc = per_key.get(p, missing)
+            if acc is missing:
+                new_panes.append((k, p))
+                if kind == "aggregate":
+                    per_key[p] = add(v, create())  # type: ignore[misc]
+                elif kind == "reduce":
+                    per_key[p] = v
+                else:
+                    per_key[p] = [v]
+            elif kind == "aggregate":
+                per_key[p] = add(v, acc)  # type: ignore[misc]
+            elif kind == "reduce":
+                per_key[p] = merge(acc, v)
+            else:
+                acc.append(v)
+            if p <= fired:
+                late.append((k, p))
+        for k, per_key in touched.items():
+            table[k] = per_key  # an on-disk backend sees only assignments
+        timers, backend = self.timers, self.backend
+        for k, p in new_panes:
+            # the first window holding this pane that has not fired yet; later ones chain
+            first = p + slide - 1
+            if first <= wm:
+                first += ((wm - first) // slide + 1) * slide
+            if first <= p + size - 1:
+                backend.current_key = k
+                timers.register_event_time_timer(first, TimeWindow(first + 1 - size, first + 1))
+        for k, p in dict.fromkeys(late):  # late but within lateness: updated results now
+            backend.current_key = k
+            for s in range(p, p - size, -slide):
                 w = TimeWindow(s, s + size)
-                if w.max_timestamp() > wm:
-                    self.timers.register_event_time_timer(w.max_timestamp(), w)
-            # the pane is needed until its last window (starting at the pane) is past lateness
-            self.timers.register_event_time_timer(pane.start + size - 1 + lateness, ("gc", pane))
-        for k, w in dict.fromkeys(late_windows):
-            self.backend.current_key = k
-            self._emit(k, w, self._combine_panes(k, w))
+                if w.max_timestamp() <= wm:
+                    self._emit(k, w, self._combine_panes(k, w))
 
     def _combine_panes(self, k: Any, w: TimeWindow) -> Any:
-        per_key = self.table.get(k, {})
-        slide = self.pane
-        assert slide is not None
+        assert self.panes is not None
+        slide = self.panes[0]
+        per_key = self.table.get(k)
+        if not per_key:
+            return _MISSING
+        if slide == w.end - w.start:
+            acc = per_key.get(w.start, _MISSING)
+            return list(acc) if acc is not _MISSING and self.kind == "process" else acc
         merge = self.contents.merge
-        acc: Any = _MISSING
+        acc = _MISSING
         for p in range(w.start, w.end, slide):
-            pane_acc = per_key.get(TimeWindow(p, p + slide), _MISSING)
+            pane_acc = per_key.get(p, _MISSING)
             if pane_acc is _MISSING:
                 continue
             if acc is _MISSING:
@@ -344,6 +361,23 @@ class WindowOperator(StreamOperator):
             else:
                 acc = merge(acc, pane_acc)
         return acc
+
+    def _fire_pane_window(self, k: Any, w: TimeWindow) -> None:
+        """Emit ``w``; chain the timer of the next window if it still holds panes; drop the
+        pane that no later window holds (after the allowed lateness)."""
+        assert self.panes is not None
+        slide, size, _ = self.panes
+        self._emit(k, w, self._combine_panes(k, w))
+        per_key = self.table.get(k) or {}
+        if size > slide and any(p in per_key for p in range(w.start + slide, w.end, slide)):
+            nxt = TimeWindow(w.start + slide, w.end + slide)
+            self.timers.register_event_time_timer(nxt.max_timestamp(), nxt)
+        if self.allowed_lateness:
+            self.timers.register_event_time_timer(
+                w.max_timestamp() + self.allowed_lateness, ("gc", w.start)
+            )
+        else:
+            self._drop_window(k, w.start)
 
     def _add_general(self, v: Any, ts: int, k: Any) -> None:
         backend = self.backend
@@ -444,8 +478,8 @@ class WindowOperator(StreamOperator):
             self._clear(k, namespace[1])
             return
         w = namespace
-        if self.pane is not None:
-            self._emit(k, w, self._combine_panes(k, w))
+        if self.panes is not None:
+            self._fire_pane_window(k, w)
             return
         self.tctx.window = w
         trigger = self.trigger
@@ -455,7 +489,7 @@ class WindowOperator(StreamOperator):
             result = trigger.on_processing_time(ts, w, self.tctx)
         self._apply(result, k, w)
 
-    def _drop_window(self, k: Any, w: Window) -> None:
+    def _drop_window(self, k: Any, w: Any) -> None:
         per_key = self.table.get(k)
         if per_key is not None and w in per_key:
             del per_key[w]
@@ -464,9 +498,9 @@ class WindowOperator(StreamOperator):
             else:
                 del self.table[k]
 
-    def _clear(self, k: Any, w: Window) -> None:
+    def _clear(self, k: Any, w: Any) -> None:
         self._drop_window(k, w)
-        if self.pane is None:
+        if self.panes is None:
             self.tctx.window = w
             self.trigger.clear(w, self.tctx)
 
