@@ -475,7 +475,14 @@ class WindowOperator(StreamOperator):
 
     def _on_timer(self, ts: int, k: Any, namespace: Any, event_time: bool) -> None:
         if type(namespace) is tuple and len(namespace) == 2 and namespace[0] == "gc":
-            self._clear(k, namespace[1])
+            w = namespace[1]
+            # Timers restored from a checkpoint have no order among equal times: a firing of
+            # this window due now must happen before its contents are dropped.
+            for domain, is_event in ((self.timers.event, True), (self.timers.processing, False)):
+                if (ts, k, w) in domain.live:
+                    domain.remove(ts, k, w)
+                    self._on_timer(ts, k, w, is_event)
+            self._clear(k, w)
             return
         w = namespace
         if self.panes is not None:
