@@ -15,6 +15,7 @@ from strom.runtime.checkpoint.config import CheckpointConfig
 from strom.runtime.operators.base import StreamOperator
 from strom.runtime.partitioners import Partitioner
 from strom.runtime.restart import RestartStrategy
+from strom.runtime.state.serializer import StateSerializer
 
 
 @dataclass
@@ -74,6 +75,14 @@ class JobConfig:
     auto_watermark_interval_ms: int = 200
     processing_time: Callable[[], int] | None = None
     job_parameters: dict[str, str] = field(default_factory=dict)
+    state_backend: str = "heap"
+    """Keyed state backend: ``"heap"`` or ``"disk"`` (``strom.runtime.state.STATE_BACKENDS``)."""
+    state_dir: str | None = None
+    """Where the disk backend puts its per-subtask directories (default: working directory)."""
+    state_cache_size: int | None = None
+    """Entries per state the disk backend caches in memory (None: its default)."""
+    state_serializer: StateSerializer | None = None
+    """How the disk backend serializes values (None: pickle protocol 5)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

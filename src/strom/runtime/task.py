@@ -199,7 +199,6 @@ class Task:
                     if spec.keyed
                     else None
                 ),
-                current_watermark=self.current_watermark,
             )
             self.operators[i].setup(ctx, output, side_outputs)
             if outputs_per_operator[i]:

@@ -373,3 +373,76 @@ def test_event_time_window_without_timestamps_fails_at_build_time() -> None:
         env.from_source(TestingSource([("k", 1, 1)]), strategy()).key_by(lambda e: e[0]).window(
             TumblingEventTimeWindows.of(1000)
         ).allowed_lateness(-1)
+
+
+def test_punctuated_generator_emits_watermarks_from_marker_records() -> None:
+    from strom.eventtime import WatermarkGenerator, WatermarkOutput
+
+    class OnMarkers(WatermarkGenerator):
+        """Only records flagged as markers advance event time (punctuated)."""
+
+        def on_event(self, event: Any, event_timestamp: int, output: WatermarkOutput) -> None:
+            if event[0] == "marker":
+                output.emit_watermark(event_timestamp)
+
+        def on_periodic_emit(self, output: WatermarkOutput) -> None:
+            pass
+
+    strategy_ = WatermarkStrategy.for_generator(OnMarkers).with_timestamp_assigner(
+        lambda e, _: e[1]
+    )
+
+    class SeeWatermark(ProcessFunction[Any, Any]):
+        def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+            yield (value[0], ctx.current_watermark())
+
+    items: list[Any] = [
+        ("a", 10, 0),
+        ("marker", 100, 0),
+        TestingSource.PAUSE(0.2),
+        ("b", 150, 0),
+        ("marker", 300, 0),
+        TestingSource.PAUSE(0.2),
+        ("c", 310, 0),
+    ]
+    env = env_for(1)
+    env.set_batch_size(1)
+    out = (
+        env.from_source(TestingSource(items), strategy_)
+        .rebalance()  # a channel hop: the process function sees the watermarks that arrived
+        .process(SeeWatermark())
+        .set_parallelism(1)
+        .execute_and_collect(limit=10)
+    )
+    seen = dict(out)
+    assert seen["b"] >= 100  # the first marker's watermark arrived before b
+    assert seen["c"] >= 300
+    assert seen["a"] < 100
+
+
+def test_processing_time_timers_on_a_manual_clock() -> None:
+    import time
+
+    class Remind(KeyedProcessFunction[str, Any, Any]):
+        def process_element(self, value: Any, ctx: Any) -> None:
+            ctx.timer_service().register_processing_time_timer(
+                ctx.timer_service().current_processing_time() + 1000
+            )
+
+        def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+            yield (ctx.get_current_key(), timestamp, ctx.time_domain().value)
+
+    clock = ManualClock(5_000)
+    env = env_for(1).set_processing_time_clock(clock)
+    sink: TestingSink[Any] = TestingSink()
+    items: list[Any] = [("k", 0, 0), TestingSource.PAUSE(1.0)]
+    env.from_source(TestingSource(items)).key_by(lambda e: e[0]).process(Remind()).sink_to(sink)
+    client = env.execute_async()
+    time.sleep(0.3)
+    assert sink.results == []  # the clock has not moved
+    clock.advance(1000)
+    deadline = time.monotonic() + 2
+    while not sink.results and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sink.results == [("k", 6000, "processing_time")]
+    client.wait(10)

@@ -122,6 +122,8 @@ class StreamOperator:
         self.output = output
         self.side_outputs = side_outputs or {}
         self.runtime_context = StreamingRuntimeContext(ctx)
+        # each operator knows the last watermark it received (also when chained into a source)
+        ctx.current_watermark = self._current_watermark
 
     def side_output(self, tag_id: str) -> Output:
         """Where records for side output ``tag_id`` go (nowhere if nobody reads them)."""
@@ -154,7 +156,13 @@ class StreamOperator:
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
         self.output.emit(values, timestamps)
 
+    watermark: int = -(2**63)
+
+    def _current_watermark(self) -> int:
+        return self.watermark
+
     def process_watermark(self, watermark: int) -> None:
+        self.watermark = watermark
         self.output.emit_watermark(watermark)
 
     def process_watermark_status(self, idle: bool) -> None:

@@ -95,6 +95,7 @@ class KeyedProcessOperator(ProcessOperator):
         self._on_timer = getattr(self.function, "on_timer", None)
 
     def process_watermark(self, watermark: int) -> None:
+        self.watermark = watermark
         self.timers.advance_watermark(watermark, self._fire_event_timer)
         self.output.emit_watermark(watermark)
 

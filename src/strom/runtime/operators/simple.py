@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import compress
+from operator import length_hint
 from typing import Any
 
 from strom.errors import StateError
@@ -26,7 +27,7 @@ from strom.runtime.operators.base import StreamOperator
 def _failed_record(values: list[Any], it: Any) -> Any:
     """The record a C-level ``map``/``filter`` over ``it = iter(values)`` was processing when
     the function raised: the iterator has advanced exactly past it."""
-    remaining = it.__length_hint__()
+    remaining = length_hint(it)
     index = len(values) - remaining - 1
     return values[index] if 0 <= index < len(values) else ...
 

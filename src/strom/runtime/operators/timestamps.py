@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import repeat
+from operator import length_hint
 from typing import Any
 
 from strom.errors import StromError
@@ -89,7 +90,7 @@ class WatermarkEmitter:
         except MissingTimestampError as e:
             raise MissingTimestampError(f"{self._where}: record {values[0]!r:.120}: {e}") from None
         except Exception as e:
-            index = len(values) - it.__length_hint__() - 1
+            index = len(values) - length_hint(it) - 1
             v = values[index] if 0 <= index < len(values) else v
             raise MissingTimestampError(
                 f"{self._where}: the timestamp assigner failed on record {v!r:.120}: "

@@ -196,7 +196,6 @@ class WindowOperator(StreamOperator):
             self.panes = (assigner.slide, assigner.size, assigner.offset)
         elif fast and isinstance(assigner, TumblingEventTimeWindows):
             self.panes = (assigner.size, assigner.size, assigner.offset)
-        self.watermark = -(2**63)
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize_state(self, snapshots: list[dict[str, Any]] | None) -> None:

@@ -1,0 +1,51 @@
+"""How state values become bytes in an on-disk backend: the pluggable ``StateSerializer``.
+
+The heap backend never serializes (values stay Python objects until a checkpoint pickles the
+snapshot); the disk backend stores every value through a ``StateSerializer``. The default,
+``PickleSerializer``, handles arbitrary picklable Python values. A custom serializer (a schema
+codec, msgpack, ...) only needs ``dumps``/``loads``; it sees user values and the containers of
+list state (a ``list``) and map state (a ``dict``), never strom's internal wrappers.
+
+Checkpoints are unaffected: they are pickled by the checkpoint coordinator whichever serializer
+a backend uses, so a checkpoint written with one backend (or serializer) restores with another.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["PickleSerializer", "StateSerializer", "default_serializer"]
+
+
+@runtime_checkable
+class StateSerializer(Protocol):
+    """Turns one state value into bytes and back; ``loads(dumps(v)) == v``."""
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PickleSerializer:
+    """Pickle protocol 5: any picklable value, fast for built-in types.
+
+    Trust model as for checkpoints: state files are only ever read by the process that wrote
+    them, so unpickling them runs no foreign code.
+    """
+
+    def __init__(self, protocol: int = 5) -> None:
+        self.protocol = protocol
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, self.protocol)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(protocol={self.protocol})"
+
+
+def default_serializer() -> StateSerializer:
+    return PickleSerializer()
