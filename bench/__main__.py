@@ -23,6 +23,7 @@ SUITES = {
     "pipeline": ["plain", "strom-p1", "strom-p2"],
     "checkpointing": ["strom-p1", "strom-p1-ckpt1000", "strom-p1-ckpt100", "strom-p2-ckpt1000"],
     "windows": ["plain-tumbling", "plain-functions", "strom-tumbling", "strom-sliding"],
+    "state-backends": ["plain", "strom-p1", "strom-p1-disk", "strom-p1-disk-ckpt100"],
 }
 COMPARED = {"windows": ["plain-tumbling", "plain-functions", "strom-tumbling"]}
 """Variants whose results must agree (default: all of the suite's variants)."""

@@ -65,9 +65,15 @@ class LastPerKeySink(Sink[tuple[str, int, int]]):
 
 
 def engine(
-    lines: list[bytes], parallelism: int, checkpoint_ms: int = 0, storage: str = ""
+    lines: list[bytes],
+    parallelism: int,
+    checkpoint_ms: int = 0,
+    storage: str = "",
+    state_backend: str = "heap",
 ) -> dict[str, tuple[str, int, int]]:
     env = StreamExecutionEnvironment.get_execution_environment().set_parallelism(parallelism)
+    if state_backend != "heap":
+        env.set_state_backend(state_backend, directory=storage)
     if checkpoint_ms:
         env.enable_checkpointing(checkpoint_ms)
         env.get_checkpoint_config().set_checkpoint_storage_dir(storage)
@@ -86,13 +92,15 @@ def engine(
 
 
 def run(variant: str, lines: list[bytes]) -> tuple[float, dict[str, Any]]:
-    """Variants: ``plain``, ``strom-pN``, ``strom-pN-ckptMS`` (checkpoint every MS ms)."""
+    """Variants: ``plain``, ``strom-pN``, ``strom-pN-ckptMS`` (checkpoint every MS ms),
+    ``strom-pN-disk[-ckptMS]`` (keyed state on the disk backend)."""
     start = time.process_time()
     if variant == "plain":
         result = plain_loop(lines)
     else:
-        parts = variant.removeprefix("strom-p").split("-ckpt")
+        backend = "disk" if "-disk" in variant else "heap"
+        parts = variant.removeprefix("strom-p").replace("-disk", "").split("-ckpt")
         interval = int(parts[1]) if len(parts) > 1 else 0
         with tempfile.TemporaryDirectory() as storage:
-            result = engine(lines, int(parts[0]), interval, storage)
+            result = engine(lines, int(parts[0]), interval, storage, backend)
     return time.process_time() - start, result

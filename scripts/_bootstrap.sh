@@ -15,3 +15,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"
+# kcat: an independent Kafka client some Kafka tests write and read with (they skip without it).
+if ! command -v kcat >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) \
+      || echo "warning: apt-get install kcat failed; kcat-based Kafka tests will be skipped" >&2
+  else
+    echo "note: kcat not installed and apt-get unavailable; kcat-based Kafka tests will skip" >&2
+  fi
+fi

@@ -7,6 +7,7 @@ The environment only records transformations and settings; ``execute`` translate
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +25,7 @@ from strom.runtime.jobgraph import JobConfig, JobGraph
 from strom.runtime.keygroups import DEFAULT_MAX_PARALLELISM
 from strom.runtime.operators.sources import SourceFunctionOperator, SourceReaderOperator
 from strom.runtime.restart import RestartStrategy
+from strom.runtime.state import StateSerializer, check_state_backend
 
 if TYPE_CHECKING:
     from strom.api.collect import CloseableIterator
@@ -122,6 +124,50 @@ class StreamExecutionEnvironment:
         """Use ``clock()`` (ms) as processing time, e.g. ``strom.testing.ManualClock``."""
         self._config.processing_time = clock
         return self
+
+    def set_state_backend(
+        self,
+        backend: str,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        cache_size: int | None = None,
+        serializer: StateSerializer | None = None,
+    ) -> StreamExecutionEnvironment:
+        """Where keyed state lives: ``"heap"`` (default; dicts in memory) or ``"disk"`` (an
+        embedded LMDB store per operator subtask behind an in-memory cache, for state larger
+        than memory; needs ``pip install 'strom[state-disk]'``).
+
+        Both backends behave the same and write the same checkpoints, so a job may switch
+        between them across a restore. For ``"disk"``: ``directory`` holds the per-subtask
+        stores (default: the working directory; each is removed when its task ends),
+        ``cache_size`` is the number of entries per state kept in memory (default 100,000),
+        ``serializer`` turns values into bytes (default: pickle protocol 5; any object with
+        ``dumps``/``loads``).
+        """
+        try:
+            check_state_backend(backend)
+        except ValueError as e:
+            raise InvalidJobError(str(e)) from None
+        if backend != "disk" and (
+            directory is not None or cache_size is not None or serializer is not None
+        ):
+            raise InvalidJobError(
+                "directory, cache_size and serializer only apply to the 'disk' state backend"
+            )
+        if cache_size is not None:
+            _check_positive("state cache size", cache_size)
+        if serializer is not None and not isinstance(serializer, StateSerializer):
+            raise InvalidJobError(
+                f"serializer must have dumps(value) -> bytes and loads(bytes), got {serializer!r}"
+            )
+        self._config.state_backend = backend
+        self._config.state_dir = None if directory is None else os.fspath(directory)
+        self._config.state_cache_size = cache_size
+        self._config.state_serializer = serializer
+        return self
+
+    def get_state_backend(self) -> str:
+        return self._config.state_backend
 
     def set_job_parameters(self, **parameters: str) -> StreamExecutionEnvironment:
         self._config.job_parameters.update({k: str(v) for k, v in parameters.items()})

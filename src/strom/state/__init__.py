@@ -23,6 +23,7 @@ from strom.state.interfaces import (
     State,
     ValueState,
 )
+from strom.state.ttl import StateTtlConfig
 
 __all__ = [
     "AggregatingState",
@@ -37,6 +38,7 @@ __all__ = [
     "ReducingStateDescriptor",
     "State",
     "StateDescriptor",
+    "StateTtlConfig",
     "ValueState",
     "ValueStateDescriptor",
 ]

@@ -2,13 +2,15 @@
 
 As in Flink, a descriptor is how a function asks the runtime for a state; the same name always
 returns the same state. Type information is optional: the default serializer handles any
-picklable Python value.
+picklable Python value. ``enable_time_to_live(StateTtlConfig)`` makes keyed state expire.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from strom.state.ttl import StateTtlConfig
 
 if TYPE_CHECKING:
     from strom.functions import AggregateFunction, ReduceFunction
@@ -27,10 +29,22 @@ class StateDescriptor:
 
     name: str
     type_info: Any = field(default=None, compare=False)
+    ttl_config: StateTtlConfig | None = field(default=None, compare=False, kw_only=True)
+    """Set by ``enable_time_to_live``; keyword-only so positional arguments keep their order."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"state name must be a non-empty string, got {self.name!r}")
+
+    def enable_time_to_live(self, ttl_config: StateTtlConfig) -> None:
+        """Let entries of this (keyed) state expire, as configured (PyFlink's method).
+
+        Descriptors are otherwise immutable; like PyFlink's, this one call sets the TTL in place
+        and must come before the descriptor is used to get a state.
+        """
+        if not isinstance(ttl_config, StateTtlConfig):
+            raise TypeError(f"enable_time_to_live expects a StateTtlConfig, got {ttl_config!r}")
+        object.__setattr__(self, "ttl_config", ttl_config)  # frozen dataclass: see docstring
 
     @property
     def kind(self) -> str:

@@ -127,9 +127,10 @@ class _Harness:
             accumulators=self._accumulators,
             processing_time=self.processing_time,
             job_parameters=dict(job_parameters or {}),
-            current_watermark=lambda: self.watermark,
         )
         operator.setup(self._context, output)
+        # the harness, not a watermark stream, says what current_watermark() returns
+        self._context.current_watermark = lambda: self.watermark
         self._operator = operator
         self._last_checkpoint = 0
         self._opened = False

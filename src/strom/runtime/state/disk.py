@@ -58,13 +58,20 @@ _LONG = b"#"  # prefix of the hashed key of a key longer than LMDB's limit (511 
 _SCALARS = frozenset({int, float, str, bytes, bool, complex, type(None)})
 
 
-def _immutable(value: Any, depth: int = 2) -> bool:
-    """True if ``value`` cannot change in place (so a cached copy never needs writing back)."""
+def _immutable(value: Any) -> bool:
+    """True if ``value`` cannot change in place (so a cached copy never needs writing back):
+    a scalar, or a tuple / frozenset / ``TtlValue`` of scalars or of such tuples."""
     t = type(value)
     if t in _SCALARS:
         return True
-    if depth and (t is tuple or t is TtlValue or t is frozenset):
-        return all(_immutable(v, depth - 1) for v in value)
+    if t is tuple or t is TtlValue or t is frozenset:
+        for v in value:  # a loop, not all(<genexpr>): this runs on every read from disk
+            tv = type(v)
+            if tv not in _SCALARS and not (
+                (tv is tuple or tv is frozenset) and all(type(x) in _SCALARS for x in v)
+            ):
+                return False
+        return True
     return False
 
 
@@ -79,6 +86,8 @@ class DiskTable(MutableMapping[Any, Any]):
         self._store, self._db = store, db
         self._encode, self._decode = codec.encode, codec.decode
         self._raw_pickle = codec.raw_pickle
+        # bare pickles are the common case: unpickle them without the codec's dispatch
+        self._loads: Callable[[bytes], Any] = pickle.loads if codec.raw_pickle else codec.decode
         self._max_key = store.max_key_size
         self._cache: dict[Any, Any] = {}
         self._clean: set[Any] = set()
@@ -91,13 +100,22 @@ class DiskTable(MutableMapping[Any, Any]):
 
     # -- reads ----------------------------------------------------------------------------
     def _load(self, key: Any) -> Any:
-        enc = encode_key(key)
+        """Read ``key`` from the store into the cache (the miss path of every read)."""
+        enc = b"s" + key.encode("utf-8", "surrogatepass") if type(key) is str else encode_key(key)
         if len(enc) > self._max_key:
-            raw = self._store.get(self._db, _LONG + hashlib.sha256(enc).digest())
-            value = _ABSENT if raw is None else self._decode(_strip_key(raw)[1])
+            raw = self._store.reader.get(_LONG + hashlib.sha256(enc).digest(), db=self._db)
+            if raw is not None:
+                stored_key, raw = _strip_key(raw)
+                if stored_key != enc:  # a SHA-256 collision: as good as impossible
+                    raw = None
         else:
-            raw = self._store.get(self._db, enc)
-            value = _ABSENT if raw is None else self._decode(raw)
+            raw = self._store.reader.get(enc, db=self._db)
+        if raw is None:
+            value = _ABSENT
+        elif raw[0] == 0x80:
+            value = self._loads(raw)
+        else:
+            value = self._decode(raw)
         cache = self._cache
         cache[key] = value
         if value is _ABSENT or _immutable(value):
@@ -161,26 +179,30 @@ class DiskTable(MutableMapping[Any, Any]):
         deletes: list[bytes] = []
         encode, max_key = self._encode, self._max_key
         for key, value in entries:
-            enc = encode_key(key)
-            long_key = len(enc) > max_key
-            stored = _LONG + hashlib.sha256(enc).digest() if long_key else enc
-            if value is _ABSENT:
-                deletes.append(stored)
-            elif long_key:  # the value carries the whole key, so a scan can return it
-                puts.append((stored, b"K" + _LEN.pack(len(enc)) + enc + encode(value)))
+            enc = (
+                b"s" + key.encode("utf-8", "surrogatepass") if type(key) is str else encode_key(key)
+            )
+            if len(enc) > max_key:
+                stored = _LONG + hashlib.sha256(enc).digest()
+                if value is _ABSENT:
+                    deletes.append(stored)
+                else:  # the value carries the whole key, so a scan can return it
+                    puts.append((stored, b"K" + _LEN.pack(len(enc)) + enc + encode(value)))
+            elif value is _ABSENT:
+                deletes.append(enc)
             else:
-                puts.append((stored, encode(value)))
+                puts.append((enc, encode(value)))
         if puts or deletes:
             puts.sort()  # B+tree inserts in key order touch each page once
             self._store.write(self._db, puts, deletes)
 
     def _evict(self) -> None:
         cache, clean = self._cache, self._clean
-        victims = list(islice(cache.items(), len(cache) - self._keep))
-        self._write_back((k, v) for k, v in victims if k not in clean)
-        for key, _ in victims:
+        victims = list(islice(cache, len(cache) - self._keep))
+        self._write_back([(k, cache[k]) for k in victims if k not in clean])
+        for key in victims:
             del cache[key]
-            clean.discard(key)
+        clean.difference_update(victims)
 
     def flush(self) -> None:
         """Write every changed entry to the store. Immutable ones stay cached (clean); mutable
@@ -211,8 +233,7 @@ class DiskTable(MutableMapping[Any, Any]):
         keys, values stored as bare pickles) are decoded inline: this loop is what a
         snapshot of a large state spends its time in."""
         self.flush()
-        decode = self._decode
-        loads = pickle.loads if self._raw_pickle else decode
+        decode, loads = self._decode, self._loads
         for raw_key, raw in self._store.scan(self._db):
             if raw_key[0] == 0x73:  # b"s": a str key
                 key = raw_key[1:].decode("utf-8", "surrogatepass")

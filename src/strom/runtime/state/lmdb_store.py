@@ -54,7 +54,9 @@ class LmdbStore:
             meminit=False,
         )
         self.max_key_size: int = self.env.max_key_size()
-        self._reader = self.env.begin()
+        self.reader = self.env.begin()
+        """The current read transaction (renewed after every write): ``reader.get`` is the
+        read path of every cache miss, so tables call it directly."""
         self._dbs = 0
 
     def open_db(self) -> Any:
@@ -68,11 +70,11 @@ class LmdbStore:
 
     def _renew(self) -> None:
         # LMDB readers see the snapshot they began with: start a fresh one after each write
-        self._reader.abort()
-        self._reader = self.env.begin()
+        self.reader.abort()
+        self.reader = self.env.begin()
 
     def get(self, db: Any, key: bytes) -> bytes | None:
-        value: bytes | None = self._reader.get(key, db=db)
+        value: bytes | None = self.reader.get(key, db=db)
         return value
 
     def write(self, db: Any, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
@@ -86,10 +88,10 @@ class LmdbStore:
                         txn.cursor().putmulti(puts)
                 break
             except lmdb.MapFullError:
-                self._reader.abort()
+                self.reader.abort()
                 self._map_size *= 2
                 self.env.set_mapsize(self._map_size)
-                self._reader = self.env.begin()
+                self.reader = self.env.begin()
         self._renew()
 
     def drop(self, db: Any) -> None:
@@ -107,7 +109,7 @@ class LmdbStore:
             txn.abort()
 
     def count(self, db: Any) -> int:
-        entries: int = self._reader.stat(db)["entries"]
+        entries: int = self.reader.stat(db)["entries"]
         return entries
 
     def size_bytes(self) -> int:
@@ -118,7 +120,7 @@ class LmdbStore:
             return 0
 
     def close(self) -> None:
-        self._reader.abort()
+        self.reader.abort()
         self.env.close()
 
 
