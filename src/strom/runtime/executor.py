@@ -106,8 +106,9 @@ def load_restore_point(graph: JobGraph) -> CompletedCheckpoint | None:
     cfg = graph.config
     if cfg.restore_path is None:
         return None
-    path = ckpt_storage.resolve(cfg.restore_path, cfg.checkpoint.storage, graph.job_name)
-    restored = ckpt_storage.load(path)
+    options = cfg.checkpoint.storage_options
+    path = ckpt_storage.resolve(cfg.restore_path, cfg.checkpoint.storage, graph.job_name, options)
+    restored = ckpt_storage.load(path, options)
     max_par = {v.max_parallelism for v in graph.vertices}
     if restored.max_parallelism not in max_par:
         raise ckpt_storage.CheckpointRestoreError(
@@ -297,7 +298,9 @@ class LocalJobClient(JobClient):
             return
         strategy = self._restart_strategy()
         storage = (
-            CheckpointStorage(cfg.checkpoint.storage, graph.job_name)
+            CheckpointStorage(
+                cfg.checkpoint.storage, graph.job_name, cfg.checkpoint.storage_options
+            )
             if cfg.checkpoint.enabled
             else None
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from strom.errors import InvalidJobError
 
@@ -36,6 +37,9 @@ class CheckpointConfig:
     )
     storage: str = "file://.strom/checkpoints"
     """Where checkpoints go: a local path or any fsspec URL (``s3://bucket/prefix``)."""
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    """Passed to the fsspec filesystem (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``);
+    never logged, as it may hold credentials."""
 
     @property
     def enabled(self) -> bool:
@@ -81,10 +85,11 @@ class CheckpointConfig:
         self.retention = retention
         return self
 
-    def set_checkpoint_storage_dir(self, uri: str) -> CheckpointConfig:
+    def set_checkpoint_storage_dir(self, uri: str, **storage_options: Any) -> CheckpointConfig:
         if not uri:
             raise InvalidJobError("checkpoint storage must be a non-empty path or URL")
         self.storage = uri
+        self.storage_options = dict(storage_options)
         return self
 
     def get_checkpoint_storage_dir(self) -> str:

@@ -67,8 +67,10 @@ def serialize(snapshot: dict[str, Any]) -> bytes:
 class CheckpointStorage:
     """Writes the checkpoints of one run of one job."""
 
-    def __init__(self, uri: str, job_name: str) -> None:
-        self.fs, root = fsspec.core.url_to_fs(uri)
+    def __init__(
+        self, uri: str, job_name: str, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        self.fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         self.local = _is_local(self.fs)
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         self.job_dir = f"{root.rstrip('/')}/{_safe(job_name)}"
@@ -145,9 +147,11 @@ def _read_metadata(fs: Any, directory: str) -> dict[str, Any]:
     return meta
 
 
-def find_latest(uri: str, job_name: str) -> str | None:
+def find_latest(
+    uri: str, job_name: str, storage_options: dict[str, Any] | None = None
+) -> str | None:
     """The newest completed checkpoint of any run of ``job_name`` under ``uri``, or None."""
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     pattern = f"{root.rstrip('/')}/{_safe(job_name)}/*/chk-*/{METADATA}"
     best: tuple[int, int, str] | None = None
     for meta_path in fs.glob(pattern):
@@ -166,9 +170,9 @@ def find_latest(uri: str, job_name: str) -> str | None:
     return best[2] if protocol in ("file", "local") else f"{protocol}://{best[2]}"
 
 
-def load(path: str) -> CompletedCheckpoint:
+def load(path: str, storage_options: dict[str, Any] | None = None) -> CompletedCheckpoint:
     """Load and verify a checkpoint or savepoint directory (local path or fsspec URL)."""
-    fs, directory = fsspec.core.url_to_fs(path)
+    fs, directory = fsspec.core.url_to_fs(path, **(storage_options or {}))
     meta = _read_metadata(fs, directory)
     operators: dict[str, list[dict[str, Any]]] = {}
     size = 0
@@ -203,11 +207,13 @@ def load(path: str) -> CompletedCheckpoint:
     )
 
 
-def resolve(path: str, storage_uri: str, job_name: str) -> str:
+def resolve(
+    path: str, storage_uri: str, job_name: str, storage_options: dict[str, Any] | None = None
+) -> str:
     """``latest`` -> the newest completed checkpoint of the job; a path is returned as is."""
     if path != "latest":
         return path
-    found = find_latest(storage_uri, job_name)
+    found = find_latest(storage_uri, job_name, storage_options)
     if found is None:
         raise CheckpointRestoreError(
             f"no completed checkpoint of job {job_name!r} under {storage_uri} to restore from"
