@@ -1,0 +1,37 @@
+"""The Kafka sink (seed 3.14–3.17, §5): elements to Kafka records with the guarantee none,
+at-least-once or exactly-once.
+
+Split by role: ``sink.py`` (options), ``records.py`` (elements → records, bad-record policy),
+``partitioners.py``, ``producer.py`` (batch produce, delivery tracking), ``writer.py`` (none /
+at-least-once), ``exactly_once.py`` (transactions tied to checkpoints), ``transactions.py``
+(what checkpoints keep), ``committer.py`` and ``protocol.py`` (committing and aborting
+transactions by id on recovery). ``docs/connectors/kafka.md`` ("Sink") is the user guide.
+"""
+
+from strom.connectors.kafka.sink.partitioners import (
+    FixedPartitioner,
+    KafkaPartitioner,
+    KeyHashPartitioner,
+    RoundRobinPartitioner,
+)
+from strom.connectors.kafka.sink.records import (
+    KeyedSerializationSchema,
+    ProducerRecord,
+    ProducerRecordSerializationSchema,
+    SerializationErrorPolicy,
+)
+from strom.connectors.kafka.sink.sink import KafkaSink
+from strom.connectors.kafka.sink.transactions import KafkaTransaction
+
+__all__ = [
+    "FixedPartitioner",
+    "KafkaPartitioner",
+    "KafkaSink",
+    "KafkaTransaction",
+    "KeyHashPartitioner",
+    "KeyedSerializationSchema",
+    "ProducerRecord",
+    "ProducerRecordSerializationSchema",
+    "RoundRobinPartitioner",
+    "SerializationErrorPolicy",
+]
