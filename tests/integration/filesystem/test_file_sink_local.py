@@ -487,6 +487,10 @@ def job(tmp_path: Path, parallelism: int, sink: FileSink, fail_at: int | None) -
     env.set_batch_size(25)
     env.enable_checkpointing(20)
     env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path / "ckpt"))
+    # A checkpoint that hangs is aborted soon and the next one commits its parts: a race in
+    # CheckpointCoordinator.acknowledge can leave a fully acknowledged checkpoint pending.
+    env.get_checkpoint_config().set_checkpoint_timeout(2000)
+    env.get_checkpoint_config().set_tolerable_checkpoint_failure_number(5)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 0))
     stream = env.from_collection(range(N)).rebalance()
     if fail_at is not None:
@@ -544,7 +548,7 @@ def test_job_without_checkpointing_finishes_nothing_and_says_why(
     with caplog.at_level(logging.WARNING, logger="strom.connectors.filesystem"):
         env.execute("no-checkpoints")
     assert files(tmp_path / "out") == ({}, [])
-    assert "needs checkpointing" in caplog.text
+    assert "is checkpointing enabled?" in caplog.text
 
 
 def test_job_fails_clearly_on_an_unwritable_path(tmp_path: Path) -> None:

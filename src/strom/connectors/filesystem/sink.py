@@ -260,8 +260,9 @@ class FileSinkWriter(TwoPhaseCommitSinkWriter[Any, FileTxn]):
         unfinished = txn is not None and (self._open_parts or txn["parts"])
         if self._ended and not self._covered_end and unfinished:
             log.warning(
-                "%s: the input ended but no checkpoint followed, so its part files are "
-                "never finished; the FileSink needs checkpointing (enable_checkpointing)",
+                "%s: closed after the end of input without a checkpoint covering its last "
+                "records, so their part files are discarded; the FileSink finishes part files "
+                "only on completed checkpoints (is checkpointing enabled?)",
                 self._origin,
             )
         super().close()

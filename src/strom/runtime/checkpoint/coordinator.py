@@ -44,6 +44,12 @@ log = logging.getLogger("strom.checkpoint")
 TaskKey = tuple[int, int]
 
 
+def _broken_states() -> tuple[Any, ...]:
+    from strom.runtime.task import TaskState
+
+    return (TaskState.FAILED, TaskState.CANCELED)
+
+
 class CheckpointFailure(StromError):
     """Too many checkpoints failed in a row (more than the tolerable number)."""
 
@@ -234,6 +240,14 @@ class CheckpointCoordinator:
         self._next_id += 1
         ts = self._wall_clock()
         directory = savepoint_dir if savepoint_dir is not None else self.storage.checkpoint_dir(cid)
+        if any(t.state in _broken_states() for t in self._tasks.values()):
+            # a task failed or was cancelled: the job is going down, and a checkpoint now
+            # could only be incomplete — never start one
+            if requested_future is not None and not requested_future.done():
+                requested_future.set_exception(StromError("the job is failing or cancelled"))
+            self._next_id -= 1
+            self._last_done = time.monotonic()
+            return
         running = {k: t for k, t in self._tasks.items() if not t.is_finished}
         pending = _Pending(
             checkpoint_id=cid,
@@ -283,8 +297,10 @@ class CheckpointCoordinator:
             pending.alignment_ms = max(pending.alignment_ms, alignment_ms)
             if task.input_ended:
                 self._final[key] = data
-            self._write(pending, key, data)
+            # no longer waiting *before* the write: a write that is already done completes the
+            # checkpoint from inside _write (its callback runs at once, in this thread)
             pending.waiting.discard(key)
+            self._write(pending, key, data)
 
     def _write(self, pending: _Pending, key: TaskKey, data: bytes) -> None:
         pending.writes_in_flight += 1
@@ -307,6 +323,10 @@ class CheckpointCoordinator:
 
     # -- completion -----------------------------------------------------------------------
     def _complete(self, pending: _Pending) -> None:
+        missing = set(self._tasks) - set(pending.data)
+        if missing:  # a checkpoint must hold every task's state, or it must not exist
+            self._abort(pending, f"no state from task(s) {sorted(missing)}")
+            return
         metadata = {
             "checkpoint_id": pending.checkpoint_id,
             "timestamp": pending.timestamp,
