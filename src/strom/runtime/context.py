@@ -77,6 +77,7 @@ class OperatorContext:
     accumulators: AccumulatorRegistry
     processing_time: Callable[[], int]
     job_parameters: dict[str, str] = field(default_factory=dict)
+    checkpointing: bool = False
     keyed_backend: HeapKeyedStateBackend | None = None
     operator_state: OperatorStateBackend = field(default_factory=OperatorStateBackend)
     current_watermark: Callable[[], int] = field(default=lambda: -(2**63))

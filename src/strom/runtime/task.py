@@ -185,6 +185,7 @@ class Task:
                 accumulators=env.accumulators,
                 processing_time=env.processing_time,
                 job_parameters=env.config.job_parameters,
+                checkpointing=env.request_final_checkpoint is not None,
                 keyed_backend=(
                     create_keyed_backend(
                         env.config.state_backend,

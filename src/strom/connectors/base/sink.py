@@ -32,6 +32,8 @@ class WriterContext:
     operator_name: str = "sink"
     attempt: int = 0
     metrics: MetricGroup = field(default_factory=MetricGroup)
+    checkpointing: bool = False
+    """Whether the job takes checkpoints (side effects then wait for their completion)."""
     processing_time: Callable[[], int] = field(default=lambda: 0)
 
 

@@ -61,6 +61,8 @@ class ReaderContext:
     attempt: int = 0
     max_poll_wait: float = 0.05
     metrics: MetricGroup = field(default_factory=MetricGroup)
+    checkpointing: bool = False
+    """Whether the job takes checkpoints (side effects then wait for their completion)."""
     processing_time: Callable[[], int] = field(default=lambda: 0)
 
 

@@ -214,6 +214,7 @@ class StreamOperator:
             "attempt": ctx.attempt,
             "metrics": ctx.metrics,
             "processing_time": ctx.processing_time,
+            "checkpointing": ctx.checkpointing,
         }
 
     def fail(self, cause: BaseException, record: Any = ...) -> OperatorFailure:

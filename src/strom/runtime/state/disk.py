@@ -37,16 +37,18 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import tempfile
 import weakref
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from strom.runtime.keygroups import key_group_of
 from strom.runtime.state.heap import HeapKeyedStateBackend
 from strom.runtime.state.keycodec import decode_key, encode_key
-from strom.runtime.state.lmdb_store import _LEN, LmdbStore, ValueCodec
+from strom.runtime.state.lmdb_store import LmdbStore, ValueCodec
 from strom.runtime.state.serializer import StateSerializer, default_serializer
 from strom.runtime.state.ttl import TtlValue
 
@@ -56,6 +58,8 @@ _MISS: Any = object()
 _ABSENT: Any = object()  # cached "not in the store" (a tombstone when it is not clean)
 _LONG = b"#"  # prefix of the hashed key of a key longer than LMDB's limit (511 bytes)
 _SCALARS = frozenset({int, float, str, bytes, bool, complex, type(None)})
+_LEN = struct.Struct(">I")
+_first = itemgetter(0)
 
 
 def _immutable(value: Any) -> bool:
@@ -88,6 +92,7 @@ class DiskTable(MutableMapping[Any, Any]):
         self._raw_pickle = codec.raw_pickle
         # bare pickles are the common case: unpickle them without the codec's dispatch
         self._loads: Callable[[bytes], Any] = pickle.loads if codec.raw_pickle else codec.decode
+        self._dumps = codec.dumps_plain
         self._max_key = store.max_key_size
         self._cache: dict[Any, Any] = {}
         self._clean: set[Any] = set()
@@ -178,6 +183,7 @@ class DiskTable(MutableMapping[Any, Any]):
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
         encode, max_key = self._encode, self._max_key
+        dumps = self._dumps  # plain tuples and scalars need no codec dispatch
         for key, value in entries:
             enc = (
                 b"s" + key.encode("utf-8", "surrogatepass") if type(key) is str else encode_key(key)
@@ -190,18 +196,21 @@ class DiskTable(MutableMapping[Any, Any]):
                     puts.append((stored, b"K" + _LEN.pack(len(enc)) + enc + encode(value)))
             elif value is _ABSENT:
                 deletes.append(enc)
+            elif type(value) is tuple or type(value) in _SCALARS:
+                puts.append((enc, dumps(value)))
             else:
                 puts.append((enc, encode(value)))
         if puts or deletes:
-            puts.sort()  # B+tree inserts in key order touch each page once
+            puts.sort(key=_first)  # B+tree inserts in key order touch each page once
             self._store.write(self._db, puts, deletes)
 
     def _evict(self) -> None:
         cache, clean = self._cache, self._clean
-        victims = list(islice(cache, len(cache) - self._keep))
+        n = len(cache) - self._keep
+        victims = list(islice(cache, n))
         self._write_back([(k, cache[k]) for k in victims if k not in clean])
-        for key in victims:
-            del cache[key]
+        # rebuilding the (smaller) rest is one C loop; deleting the victims would be n steps
+        self._cache = dict(islice(cache.items(), n, None))
         clean.difference_update(victims)
 
     def flush(self) -> None:

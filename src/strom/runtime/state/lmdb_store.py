@@ -73,10 +73,6 @@ class LmdbStore:
         self.reader.abort()
         self.reader = self.env.begin()
 
-    def get(self, db: Any, key: bytes) -> bytes | None:
-        value: bytes | None = self.reader.get(key, db=db)
-        return value
-
     def write(self, db: Any, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
         """Apply ``puts`` and ``deletes`` in one transaction (growing the map if it is full)."""
         while True:
@@ -133,11 +129,14 @@ class ValueCodec:
         """Plain values are stored as bare pickles (see the module docstring)."""
         self._dumps: Callable[[Any], bytes] = serializer.dumps
         self._loads: Callable[[bytes], Any] = serializer.loads
-        if type(serializer) is PickleSerializer:  # call pickle directly: no frame per value
+        # protocol >= 2 pickles start with 0x80; call pickle directly: no frame per value
+        if type(serializer) is PickleSerializer and serializer.protocol >= 2:
             self.raw_pickle = True
             self._dumps = partial(pickle.dumps, protocol=serializer.protocol)
             self._loads = pickle.loads
         self._plain_tag = b"" if self.raw_pickle else b"\x00"
+        self.dumps_plain = self._dumps if self.raw_pickle else self.encode
+        """Encodes a value that is neither a ``TtlValue`` nor a list or dict (no dispatch)."""
 
     def encode(self, value: Any) -> bytes:
         t = type(value)

@@ -7,7 +7,8 @@ auto-commit commits *stored* offsets, and an offset is stored only at the ``poll
 batch — the runtime calls ``poll`` again only once the batch went through the chained
 operators — so a restart from the group's offsets re-reads rather than skips.
 
-The reader cannot see whether checkpointing is on; it assumes "off" until its first snapshot.
+The reader context says whether checkpointing is on, so no offset is auto-committed before the
+first checkpoint of a checkpointing job.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ class OffsetCommitter:
         on_checkpoint: bool,
         metrics: MetricGroup,
         is_finished: Callable[[TP], bool],
+        checkpointing: bool = False,
     ) -> None:
         self.consumer: Consumer | None = None
         self._group = group
         self._auto_commit = auto_commit
         self._on_checkpoint = on_checkpoint
         self._is_finished = is_finished
-        self._checkpointing = False
+        self._checkpointing = checkpointing
         self._processed: dict[TP, int] = {}
         self._pending: dict[int, dict[TP, int]] = {}
         self._ok = metrics.counter("commits_succeeded")

@@ -75,6 +75,7 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
             on_checkpoint=source.commit_offsets_on_checkpoint,
             metrics=metrics,
             is_finished=lambda key: self._splits[key].finished,
+            checkpointing=ctx.checkpointing,
         )
         self._discovered = metrics.counter("partitions_discovered")
         # gauges are read from other threads: copy (atomically, under the GIL) before iterating
