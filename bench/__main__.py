@@ -1,6 +1,7 @@
 """Benchmark runner: each variant in a fresh subprocess (so peak RSS is its own), best of N.
 
     python -m bench pipeline [--records 1000000] [--repeat 3]
+    python -m bench kafka | kafka-eo [--records N] [--repeat N]   (bench/kafka.py; brokers)
 
 Prints a table and writes ``bench/results/<suite>.json``; copy the table into BENCHMARKS.md
 with the machine description it prints.
@@ -24,6 +25,10 @@ SUITES = {
     "checkpointing": ["strom-p1", "strom-p1-ckpt1000", "strom-p1-ckpt100", "strom-p2-ckpt1000"],
     "windows": ["plain-tumbling", "plain-functions", "strom-tumbling", "strom-sliding"],
     "state-backends": ["plain", "strom-p1", "strom-p1-disk", "strom-p1-disk-ckpt100"],
+    # Kafka suites start their own broker and run their variants in one process against it
+    # (bench/kafka.py); listed here so the suite names are known.
+    "kafka": ["w1-loop", "w1-strom", "w2-loop", "w2-strom"],
+    "kafka-eo": ["w1-strom-alo", "w1-strom-eo", "w2-strom-alo", "w2-strom-eo"],
 }
 COMPARED = {"windows": ["plain-tumbling", "plain-functions", "strom-tumbling"]}
 """Variants whose results must agree (default: all of the suite's variants)."""
@@ -84,6 +89,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         child(args.suite, args.child, args.records, args.repeat)
+        return
+    if args.suite.startswith("kafka"):
+        from bench import kafka
+
+        rows = kafka.main(args.suite, args.records, args.repeat)
+        print(f"machine: {machine()}")
+        print(kafka.report(args.suite, args.records, args.repeat, rows))
+        results = Path(__file__).parent / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"{args.suite}.json").write_text(
+            json.dumps({"machine": machine(), "rows": rows})
+        )
         return
     rows = []
     for variant in SUITES[args.suite]:

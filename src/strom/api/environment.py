@@ -140,7 +140,7 @@ class StreamExecutionEnvironment:
         Both backends behave the same and write the same checkpoints, so a job may switch
         between them across a restore. For ``"disk"``: ``directory`` holds the per-subtask
         stores (default: the working directory; each is removed when its task ends),
-        ``cache_size`` is the number of entries per state kept in memory (default 100,000),
+        ``cache_size`` is the number of entries per state kept in memory (default 10,000),
         ``serializer`` turns values into bytes (default: pickle protocol 5; any object with
         ``dumps``/``loads``).
         """

@@ -249,6 +249,9 @@ class LocalJobClient(JobClient):
                 self._first_failure = task
             self._cond.notify_all()
         if task.state is TaskState.FAILED:
+            if task.gate is not None:
+                # upstream producers blocked on the failed task's full channels must wake now
+                task.gate.cancel()
             for t in self._tasks:
                 if t is not task:
                     t.cancel()

@@ -6,19 +6,26 @@ decoded values in front. The state classes (and TTL) are the heap backend's, so 
 the same by construction, and snapshots have the heap backend's format — a checkpoint taken
 with one backend restores into the other, at any parallelism.
 
-Why LMDB (measured with 1M keys, ``str`` key -> pickled ``(int, int)``; see BENCHMARKS.md):
-LMDB's point reads were about 3x faster than RocksDB's (``rocksdict``) and 4x faster than
-SQLite's, a full scan (what a snapshot does) 3x faster than RocksDB's, random updates 1.2-1.4x
-faster, bulk loading (a restore) on par; RocksDB wrote the smallest files (16 MiB against
-LMDB's 148 MiB: it compresses, LMDB is a B+tree). SQLite was slowest at everything but the
-scan. Per-record cost dominates a Python engine, so LMDB it is.
+Why LMDB: measured on the raw stores with 1M keys (``str`` key -> pickled ``(int, int)``,
+``python -m bench.state 1000000 --stores``; numbers in BENCHMARKS.md), LMDB's point reads were
+2.4x faster than RocksDB's (``rocksdict``) and 3.4x faster than SQLite's, a full scan (what a
+snapshot does) 2.3x faster than RocksDB's, bulk loading (a restore) 1.4x faster; RocksDB was
+1.5x faster at random updates and wrote 10x smaller files (15 MiB against 147 MiB: it
+compresses, LMDB is a B+tree); SQLite was slowest at almost everything. Reads are what a
+Python engine cannot batch (every cache miss is one lookup, while writes go out in sorted
+batches), so LMDB it is; a RocksDB store would fit the same ``DiskTable`` should write-heavy
+states on small disks need it.
 
-The cache (``cache_size`` entries per state, default 100,000): reads fill it, writes go to it
-only; when it overflows, its older half is written back in one transaction. A snapshot writes
-back every changed entry first, then streams the store into the checkpoint's pickle (the
+The cache (``cache_size`` entries per state, default 10,000): reads fill it, writes go to it
+only; when it overflows, its older half is written back in one transaction (sorted by key). A
+snapshot writes back every changed entry first — so the cache size also bounds that part of
+the synchronous checkpoint work — then streams the store into the checkpoint's pickle (the
 snapshot's tables pickle as plain dicts without being built in memory). Values are written with
 the backend's ``StateSerializer`` (pickle protocol 5 by default); keys with a canonical encoding
-(``keycodec``) so that equal keys always meet.
+(``keycodec``) so that equal keys always meet. With 1M keys accessed at random, 100,000 cached
+entries made updates 1.3x faster than 10,000 and reads, snapshots and restores about equal, but
+doubled the store file; the default keeps memory and the write-back at a checkpoint small, and
+a hot set of keys larger than the cache wants a larger one.
 
 As on the heap, a value read from state may be changed in place and the change is kept — as
 long as the entry stays cached: values that can be mutated are written back whenever they
@@ -52,7 +59,7 @@ from strom.runtime.state.lmdb_store import LmdbStore, ValueCodec
 from strom.runtime.state.serializer import StateSerializer, default_serializer
 from strom.runtime.state.ttl import TtlValue
 
-DEFAULT_CACHE_SIZE = 100_000
+DEFAULT_CACHE_SIZE = 10_000
 
 _MISS: Any = object()
 _ABSENT: Any = object()  # cached "not in the store" (a tombstone when it is not clean)
