@@ -140,20 +140,18 @@ class StreamExecutionEnvironment:
         Both backends behave the same and write the same checkpoints, so a job may switch
         between them across a restore. For ``"disk"``: ``directory`` holds the per-subtask
         stores (default: the working directory; each is removed when its task ends),
-        ``cache_size`` is the number of entries per state kept in memory (default 10,000),
-        ``serializer`` turns values into bytes (default: pickle protocol 5; any object with
-        ``dumps``/``loads``).
+        ``cache_size`` is the number of entries per state kept in memory (default 10,000).
+        ``serializer`` (both backends) turns state into bytes for checkpoints and savepoints,
+        and for the disk backend's stores (default: pickle protocol 5, any Python value; any
+        object with ``dumps``/``loads``). A checkpoint names its serializer and restores only
+        with the same one.
         """
         try:
             check_state_backend(backend)
         except ValueError as e:
             raise InvalidJobError(str(e)) from None
-        if backend != "disk" and (
-            directory is not None or cache_size is not None or serializer is not None
-        ):
-            raise InvalidJobError(
-                "directory, cache_size and serializer only apply to the 'disk' state backend"
-            )
+        if backend != "disk" and (directory is not None or cache_size is not None):
+            raise InvalidJobError("directory and cache_size only apply to the 'disk' state backend")
         if cache_size is not None:
             _check_positive("state cache size", cache_size)
         if serializer is not None and not isinstance(serializer, StateSerializer):

@@ -108,7 +108,7 @@ def load_restore_point(graph: JobGraph) -> CompletedCheckpoint | None:
         return None
     options = cfg.checkpoint.storage_options
     path = ckpt_storage.resolve(cfg.restore_path, cfg.checkpoint.storage, graph.job_name, options)
-    restored = ckpt_storage.load(path, options)
+    restored = ckpt_storage.load(path, options, cfg.state_serializer)
     max_par = {v.max_parallelism for v in graph.vertices}
     if restored.max_parallelism not in max_par:
         raise ckpt_storage.CheckpointRestoreError(
@@ -374,6 +374,7 @@ class LocalJobClient(JobClient):
                 wall_clock=wall_clock_ms,
                 on_failure=self._fail_job,
                 first_id=next_id,
+                serializer=cfg.state_serializer,
             )
         operators = restored.operators if restored is not None else {}
         env = TaskEnvironment(

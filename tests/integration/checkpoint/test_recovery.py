@@ -314,3 +314,41 @@ def test_savepoint_through_job_client(tmp_path: Path) -> None:
     restored = load(path)
     assert restored.is_savepoint
     assert set(restored.operators) >= {"sum"}
+
+
+class JsonishSerializer:
+    """A custom state serializer (pickle wrapped with a marker), to prove it is used."""
+
+    def dumps(self, value: Any) -> bytes:
+        import pickle
+
+        return b"JSONISH" + pickle.dumps(value)
+
+    def loads(self, data: bytes) -> Any:
+        import pickle
+
+        assert data.startswith(b"JSONISH"), "state not written by this serializer"
+        return pickle.loads(data[7:])
+
+
+def test_custom_state_serializer_writes_checkpoints_and_mismatch_is_named(tmp_path: Path) -> None:
+    env = checkpointed_env(tmp_path, 2)
+    env.set_state_backend("heap", serializer=JsonishSerializer())
+    env.get_checkpoint_config().set_externalized_checkpoint_retention(
+        ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION
+    )
+    sink = TestingSink()
+    env.from_collection(WORDS).map(fail_once_at(2000)).map(lambda w: (w, 1)).key_by(
+        lambda t: t[0]
+    ).sum(1).uid("counts").sink_to(sink)
+    env.execute("serde")
+    assert final_counts(sink.results) == dict(Counter(WORDS))  # restored through it
+    path = find_latest(str(tmp_path / "ckpt"), "serde")
+    assert path is not None
+    state = sorted(Path(path).glob("*.state"))[0].read_bytes()
+    assert state.startswith(b"JSONISH")
+    env2 = checkpointed_env(tmp_path, 1)  # default pickle serializer
+    env2.restore_from(path, allow_non_restored_state=True)
+    env2.from_collection(["x"]).uid("other").sink_to(TestingSink())
+    with pytest.raises(JobExecutionError, match=r"written with serializer .*JsonishSerializer"):
+        env2.execute("serde")

@@ -22,7 +22,6 @@ state); it is written again into every later checkpoint.
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from strom.errors import StromError
 from strom.runtime.checkpoint.config import CheckpointConfig
-from strom.runtime.checkpoint.storage import CheckpointStorage, CompletedCheckpoint, serialize
+from strom.runtime.checkpoint.storage import (
+    CheckpointStorage,
+    CompletedCheckpoint,
+    serializer_name,
+)
 from strom.runtime.elements import CheckpointBarrier
+from strom.runtime.state.serializer import StateSerializer, default_serializer
 
 if TYPE_CHECKING:
     from strom.runtime.task import Task
@@ -94,7 +98,9 @@ class CheckpointCoordinator:
         on_failure: Callable[[BaseException], None],
         first_id: int = 1,
         final_snapshots: dict[TaskKey, bytes] | None = None,
+        serializer: StateSerializer | None = None,
     ) -> None:
+        self.serializer = serializer or default_serializer()
         self.config = config
         self.storage = storage
         self.job_name = job_name
@@ -157,7 +163,7 @@ class CheckpointCoordinator:
         cid, data = latest
         operators: dict[str, list[dict[str, Any]]] = {}
         for blob in data.values():
-            for uid, snap in pickle.loads(blob).items():
+            for uid, snap in self.serializer.loads(blob).items():
                 operators.setdefault(uid, []).append(snap)
         return CompletedCheckpoint(
             checkpoint_id=cid,
@@ -284,7 +290,7 @@ class CheckpointCoordinator:
         self, task: Task, checkpoint_id: int, snapshot: dict[str, Any], alignment_ms: int
     ) -> None:
         key = (task.vertex.id, task.subtask_index)
-        data = serialize(snapshot)  # the synchronous part: after this, state may change again
+        data = self.serializer.dumps(snapshot)  # the synchronous part: state may change after
         with self._lock:
             pending = self._pending
             if (
@@ -333,6 +339,7 @@ class CheckpointCoordinator:
             "job_name": self.job_name,
             "max_parallelism": self.max_parallelism,
             "is_savepoint": pending.is_savepoint,
+            "serializer": serializer_name(self.serializer),
             "files": sorted(pending.files, key=lambda f: f["file"]),
         }
         try:

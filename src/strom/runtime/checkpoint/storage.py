@@ -11,8 +11,13 @@ stores: a single PUT, which is atomic). A directory without valid metadata is a 
 checkpoint and is never chosen for restore. The metadata lists every state file with its size
 and SHA-256, so a corrupt or missing file is reported by name instead of restoring garbage.
 
-Trust model: state files are pickles. Restoring executes no code from anywhere but the
-checkpoint storage you point strom at — keep that storage as trusted as your job's code.
+State files are written with the job's ``StateSerializer`` (``env.set_state_backend(...,
+serializer=...)``; default pickle, which handles any Python value), named in the metadata, so a
+checkpoint is never read with another serializer by mistake.
+
+Trust model: with the default serializer, state files are pickles. Restoring executes no code
+from anywhere but the checkpoint storage you point strom at — keep that storage as trusted as
+your job's code.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import re
 import secrets
 import time
@@ -32,6 +36,7 @@ from typing import Any
 import fsspec
 
 from strom.errors import StromError
+from strom.runtime.state.serializer import PickleSerializer, StateSerializer, default_serializer
 
 log = logging.getLogger("strom.checkpoint")
 
@@ -60,8 +65,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "job"
 
 
-def serialize(snapshot: dict[str, Any]) -> bytes:
-    return pickle.dumps(snapshot, protocol=5)
+def serializer_name(serializer: StateSerializer) -> str:
+    kind = type(serializer)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 class CheckpointStorage:
@@ -170,10 +176,21 @@ def find_latest(
     return best[2] if protocol in ("file", "local") else f"{protocol}://{best[2]}"
 
 
-def load(path: str, storage_options: dict[str, Any] | None = None) -> CompletedCheckpoint:
+def load(
+    path: str,
+    storage_options: dict[str, Any] | None = None,
+    serializer: StateSerializer | None = None,
+) -> CompletedCheckpoint:
     """Load and verify a checkpoint or savepoint directory (local path or fsspec URL)."""
+    serializer = serializer or default_serializer()
     fs, directory = fsspec.core.url_to_fs(path, **(storage_options or {}))
     meta = _read_metadata(fs, directory)
+    written_with = meta.get("serializer", serializer_name(PickleSerializer()))
+    if written_with != serializer_name(serializer):
+        raise CheckpointRestoreError(
+            f"{path}: state was written with serializer {written_with}, but the job uses "
+            f"{serializer_name(serializer)}"
+        )
     operators: dict[str, list[dict[str, Any]]] = {}
     size = 0
     for entry in meta.get("files", []):
@@ -189,7 +206,7 @@ def load(path: str, storage_options: dict[str, Any] | None = None) -> CompletedC
                 f"{file_path}: state file is corrupt (size or SHA-256 differs from the metadata)"
             )
         try:
-            snapshot = pickle.loads(data)
+            snapshot = serializer.loads(data)
         except Exception as e:
             raise CheckpointRestoreError(f"{file_path}: cannot deserialize state ({e})") from e
         size += len(data)

@@ -1,13 +1,10 @@
-"""How state values become bytes in an on-disk backend: the pluggable ``StateSerializer``.
+"""How state becomes bytes: the pluggable ``StateSerializer``.
 
-The heap backend never serializes (values stay Python objects until a checkpoint pickles the
-snapshot); the disk backend stores every value through a ``StateSerializer``. The default,
-``PickleSerializer``, handles arbitrary picklable Python values. A custom serializer (a schema
-codec, msgpack, ...) only needs ``dumps``/``loads``; it sees user values and the containers of
-list state (a ``list``) and map state (a ``dict``), never strom's internal wrappers.
-
-Checkpoints are unaffected: they are pickled by the checkpoint coordinator whichever serializer
-a backend uses, so a checkpoint written with one backend (or serializer) restores with another.
+Checkpoints and savepoints write each task's snapshot through the job's serializer (named in the
+checkpoint's metadata, so a restore with another serializer fails clearly); the disk backend
+also stores every value through it. The heap backend keeps Python objects in memory. The
+default, ``PickleSerializer``, handles arbitrary picklable Python values. A custom serializer (a
+schema codec, msgpack, ...) only needs ``dumps``/``loads``.
 """
 
 from __future__ import annotations
