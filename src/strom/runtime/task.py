@@ -355,7 +355,10 @@ class Task:
         assert gate is not None
         n = gate.num_channels
         head = self.head
-        records_in = head.ctx.metrics.counter("records_in")
+        # a head that counts its own input (a sink) is not counted twice
+        records_in = head.ctx.metrics.counter(
+            "records_in_task" if head.counts_records_in else "records_in"
+        )
         if getattr(head, "two_inputs", False):
             sides = (head.process_batch1, head.process_batch2)  # type: ignore[attr-defined]
             route = [sides[i] for i in self.channel_inputs]

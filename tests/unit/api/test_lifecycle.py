@@ -347,3 +347,12 @@ def test_source_function_that_swallows_downstream_errors_still_fails_the_job() -
     env.add_source(Swallowing()).map(boom).print()
     with pytest.raises(JobExecutionError, match="bad record"):
         env.execute()
+
+
+def test_sink_metrics_count_each_record_once() -> None:
+    from strom.testing import TestingSink
+
+    env = new_env(2)
+    env.from_collection(range(40)).rebalance().sink_to(TestingSink()).name("out")
+    result = env.execute()
+    assert result.metrics["out"]["records_in"] == 40

@@ -86,6 +86,12 @@ class SourceReader(ABC, Generic[T]):
     def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         """The checkpoint was abandoned."""
 
+    def active_splits(self) -> list[str] | None:
+        """Ids (as in ``Batch.split``) of the splits this reader reads now, or None if it does
+        not say. With a watermark strategy, event time waits for every active split — also
+        those that have not produced a record yet — so no split runs ahead of the others."""
+        return None
+
     def is_idle(self) -> bool:
         """True while this reader has nothing to read at all (e.g. no partitions assigned):
         it then does not hold back event time downstream."""

@@ -168,6 +168,9 @@ class StreamOperator:
     def process_watermark_status(self, idle: bool) -> None:
         self.output.emit_watermark_status(idle)
 
+    counts_records_in = False
+    """Operators that count their own ``records_in`` (sinks, also when chained)."""
+
     uses_ticks = False
     """Operators that set this get ``tick(now_ms)`` from their task about every batch and at
     least every ~100 ms (periodic watermarks, processing-time timers)."""

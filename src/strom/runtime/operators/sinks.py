@@ -11,6 +11,8 @@ from strom.runtime.operators.base import StreamOperator
 
 
 class SinkWriterOperator(StreamOperator):
+    counts_records_in = True
+
     def __init__(self, name: str, sink: Sink[Any]) -> None:
         super().__init__(name)
         self.sink = sink
@@ -75,6 +77,8 @@ class _InvokeContext(SinkContext):
 
 
 class SinkFunctionOperator(StreamOperator):
+    counts_records_in = True
+
     def open(self) -> None:
         super().open()
         fn: SinkFunction[Any] = self.function

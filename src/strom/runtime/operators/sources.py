@@ -103,6 +103,9 @@ class SourceReaderOperator(SourceOperator):
             if values:
                 counter.count += len(values)
                 if watermarks is not None:
+                    declared = reader.active_splits()
+                    if declared:
+                        watermarks.declare_splits(declared)
                     timestamps = watermarks.assign(split, values, timestamps)
                 emit(values, timestamps)
             host.tick()

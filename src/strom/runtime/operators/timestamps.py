@@ -106,6 +106,14 @@ class WatermarkEmitter:
         self._combine(False)
         return ts
 
+    def declare_splits(self, splits: list[Any]) -> None:
+        """Splits the reader owns: each holds event time back until it produces records (or
+        goes idle), even before its first batch."""
+        known = self._splits
+        for split in splits:
+            if split not in known:
+                known[split] = _Split(self._supplier(), self._clock())
+
     def tick(self, now: int, reader_idle: bool = False) -> None:
         if now - self._last_periodic >= self._interval:
             self._last_periodic = now

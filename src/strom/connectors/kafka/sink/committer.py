@@ -202,16 +202,25 @@ class TransactionalProducer:
 
 
 def abort_lineage(
-    conf: dict[str, Any], prefix: str, lineage: int, start: int, timeout: float, where: str
+    conf: dict[str, Any],
+    prefix: str,
+    lineage: int,
+    start: int,
+    timeout: float,
+    where: str,
+    keep: list[TransactionalProducer] | None = None,
 ) -> int:
     """Abort transactions left open under ``{prefix}-{lineage}-{seq}``, ``seq >= start``;
-    returns the first seq the probe found never used (now used by the probe itself)."""
+    returns the first seq the probe found never used (now initialized by the probe). With
+    ``keep``, that last probe's producer is appended to it instead of closed, ready for the
+    lineage's next transaction."""
     seq = start
     while True:
         probe = TransactionalProducer(conf, transactional_id(prefix, lineage, seq), timeout)
-        try:
-            epoch = probe.epoch
-        finally:
+        epoch = probe.epoch
+        if epoch == 0 and keep is not None:
+            keep.append(probe)
+        else:
             probe.close()
         if epoch < 0:
             raise KafkaSinkError(
@@ -240,11 +249,23 @@ class ProducerFactory:
         self._conf = conf
         self._timeout = timeout
         self._next: tuple[str, threading.Thread, list[Any]] | None = None
+        self._offered: TransactionalProducer | None = None
+
+    def offer(self, producer: TransactionalProducer) -> None:
+        """Use ``producer`` (initialized already) when its id is taken next."""
+        self.close()
+        self._offered = producer
 
     def take(self, tid: str, next_tid: str | None) -> TransactionalProducer:
         ready = self._next
         self._next = None
         producer: TransactionalProducer | None = None
+        offered, self._offered = self._offered, None
+        if offered is not None:
+            if offered.transactional_id == tid:
+                producer = offered
+            else:
+                offered.close()
         if ready is not None:
             name, thread, box = ready
             thread.join()
@@ -272,6 +293,9 @@ class ProducerFactory:
         self._next = (tid, thread, box)
 
     def close(self) -> None:
+        offered, self._offered = getattr(self, "_offered", None), None
+        if offered is not None:
+            offered.close()
         ready, self._next = self._next, None
         if ready is not None:
             ready[1].join()

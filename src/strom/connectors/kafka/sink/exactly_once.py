@@ -105,8 +105,14 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
             )
         if own not in found:
             # A fresh start, or a lineage the checkpoint does not know: whatever an earlier
-            # run under this prefix left open is aborted from seq 0 up.
-            found[own] = abort_lineage(self._conf, self._prefix, me, 0, self._timeout, self._where)
+            # run under this prefix left open is aborted from seq 0 up. The probe's last
+            # producer (a never-used id) becomes the first transaction's: one init saved.
+            keep: list[TransactionalProducer] = []
+            found[own] = abort_lineage(
+                self._conf, self._prefix, me, 0, self._timeout, self._where, keep
+            )
+            for producer in keep:
+                self._factory.offer(producer)
         self._next_seq = found[own]
         self._adopted = {
             lineage: seq

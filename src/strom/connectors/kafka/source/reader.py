@@ -187,6 +187,9 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
     def is_idle(self) -> bool:
         return not any(not s.finished for s in self._splits.values())
 
+    def active_splits(self) -> list[str] | None:
+        return [s.id for s in self._splits.values() if not s.finished]
+
     # -- reading --------------------------------------------------------------------------
 
     def poll(self, max_records: int) -> list[T] | Batch[T] | None:
