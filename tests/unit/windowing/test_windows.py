@@ -446,3 +446,45 @@ def test_processing_time_timers_on_a_manual_clock() -> None:
         time.sleep(0.02)
     assert sink.results == [("k", 6000, "processing_time")]
     client.wait(10)
+
+
+def test_watermark_waits_for_declared_splits_that_sent_nothing_yet() -> None:
+    from strom.connectors.base import Batch, ReaderContext, Source, SourceReader
+
+    class TwoSplits(Source[Any]):
+        """Split "a" has data at once; split "b" only after a while (e.g. a slow partition)."""
+
+        max_parallelism = 1
+
+        def create_reader(self, ctx: ReaderContext) -> SourceReader[Any]:
+            class Reader(SourceReader[Any]):
+                def __init__(self) -> None:
+                    self.step = 0
+
+                def active_splits(self) -> list[str]:
+                    return ["a", "b"]
+
+                def poll(self, max_records: int) -> Any:
+                    self.step += 1
+                    if self.step == 1:
+                        return Batch([("k", 5_000, 1)], None, "a")
+                    if self.step < 20:
+                        import time
+
+                        time.sleep(0.01)  # b is slow; periodic watermarks keep coming
+                        return []
+                    if self.step == 20:
+                        return Batch([("k", 100, 1)], None, "b")  # early data from b
+                    return None
+
+            return Reader()
+
+    env = env_for(1).set_auto_watermark_interval(5)
+    out = run(
+        env.from_source(TwoSplits(), strategy())
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(1000))
+        .aggregate(SumCount())
+    )
+    # b's record at 100 is not late: a alone must not have pushed event time to 4999
+    assert out == [(1, 1), (1, 1)]
