@@ -4,16 +4,10 @@ with an injected failure writing every record exactly once."""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +18,7 @@ from strom.connectors.base import WriterContext
 from strom.connectors.filesystem import BasePathBucketAssigner, FileSink, FileSinkWriter
 from strom.errors import ConnectorError
 from strom.runtime.restart import RestartStrategies
-from strom.testing import ManualClock, fail_once_at, free_port
+from strom.testing import ManualClock, fail_once_at
 
 pytestmark = pytest.mark.integration
 
@@ -32,50 +26,14 @@ BUCKET = "strom-file-sink"
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto S3 server for this session, with dummy credentials in the environment."""
+def s3_endpoint(moto_s3: str) -> str:
+    """The session's moto S3 server (``tests/integration/conftest.py``) with this file's bucket."""
     try:
-        import moto.server  # noqa: F401
         import s3fs  # type: ignore[import-untyped]  # noqa: F401
     except ImportError as e:
-        pytest.skip(f"S3 tests need s3fs and moto[server] (pip install -e '.[s3,dev]'): {e}")
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which(
-        "moto_server"
-    )
-    if exe is None:
-        pytest.skip("S3 tests need the moto_server command (pip install 'moto[server]')")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on port {port}") from None
-                time.sleep(0.05)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            mp.delenv("AWS_SESSION_TOKEN", raising=False)
-            mp.delenv("AWS_PROFILE", raising=False)
-            # the region goes through the environment: a region_name in client_kwargs breaks
-            # bucket creation on moto
-            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            endpoint = f"http://127.0.0.1:{port}"
-            s3(endpoint).mkdir(BUCKET)
-            yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        pytest.skip(f"S3 tests need s3fs (pip install -e '.[s3]'): {e}")
+    s3(moto_s3).mkdir(BUCKET)
+    return moto_s3
 
 
 def options(endpoint: str) -> dict[str, Any]:
