@@ -221,7 +221,7 @@ def test_count_window_and_continuous_trigger(parallelism: int) -> None:
 def test_processing_time_windows_with_manual_clock() -> None:
     clock = ManualClock(0)
     env = env_for(1).set_processing_time_clock(clock)
-    items: list[Any] = [("k", 0, 1), ("k", 0, 1), TestingSource.PAUSE(0.3), ("k", 0, 1)]
+    items: list[Any] = [("k", 0, 1), ("k", 0, 1), TestingSource.PAUSE(3.0), ("k", 0, 1)]
     sink = TestingSink()
     (
         env.from_source(TestingSource(items))
@@ -233,11 +233,13 @@ def test_processing_time_windows_with_manual_clock() -> None:
     client = env.execute_async()
     import time
 
-    time.sleep(0.15)
+    time.sleep(1.0)  # the first two records are in (generous: CI may be loaded)
     clock.advance(1000)  # closes [0, 1000) with the first two records
-    time.sleep(0.5)
+    deadline = time.monotonic() + 1.5
+    while not sink.results and time.monotonic() < deadline:
+        time.sleep(0.02)
     clock.advance(1000)
-    client.wait(10)
+    client.wait(15)
     assert sink.results[0] == (2, 2)
 
 
