@@ -23,7 +23,7 @@ from strom.functions.co import (
 )
 from strom.runtime.operators.keyed import KeyedProcessOperator, key_function
 from strom.runtime.operators.simple import ProcessOperator
-from strom.runtime.state.heap import _NO_KEY
+from strom.runtime.state.base import NO_KEY
 from strom.state import MapState, MapStateDescriptor
 
 PerRecord = Callable[[Any, Any], Any]
@@ -131,6 +131,6 @@ class KeyedCoProcessOperator(_TwoInputs, KeyedProcessOperator):
     def _run_side(self, side: int, values: list[Any], timestamps: list[int] | None) -> None:
         if self._keys[side] is None:
             # the broadcast side has no key: keyed state must fail, not read a stale key
-            self._backend.current_key = _NO_KEY
+            self._backend.current_key = NO_KEY
             self._pctx.key = None
         super()._run_side(side, values, timestamps)

@@ -23,7 +23,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from strom.functions import AggregateFunction, ReduceFunction
-from strom.functions.core import open_function
+from strom.functions.core import close_function, open_function
 from strom.runtime.elements import MAX_WATERMARK
 from strom.runtime.keygroups import key_group_range
 from strom.runtime.operators.base import StreamOperator
@@ -224,8 +224,6 @@ class WindowOperator(StreamOperator):
         self.late_dropped = self.ctx.metrics.counter("num_late_records_dropped")
 
     def close(self) -> None:
-        from strom.functions.core import close_function
-
         if self.kind != "reduce" and self.function is not None:
             close_function(self.function)
         if self.window_function is not None:
