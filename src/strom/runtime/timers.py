@@ -33,6 +33,14 @@ class _Domain:
             self.live.add(entry)
             heapq.heappush(self.heap, (ts, next(self._seq), key, ns))
 
+    def add_all(self, entries: Iterable[tuple[int, Any, Any]]) -> None:
+        live, heap, seq, push = self.live, self.heap, self._seq, heapq.heappush
+        for entry in entries:
+            if entry not in live:
+                live.add(entry)
+                ts, key, ns = entry
+                push(heap, (ts, next(seq), key, ns))
+
     def remove(self, ts: int, key: Any, ns: Any) -> None:
         self.live.discard((ts, key, ns))
 
@@ -59,6 +67,10 @@ class TimerService:
 
     def register_event_time_timer(self, ts: int, namespace: Any = None) -> None:
         self.event.add(int(ts), self.backend.get_current_key(), namespace)
+
+    def register_event_time_timers(self, timers: Iterable[tuple[int, Any, Any]]) -> None:
+        """Many ``(time, key, namespace)`` timers at once, each for its own key."""
+        self.event.add_all(timers)
 
     def delete_event_time_timer(self, ts: int, namespace: Any = None) -> None:
         self.event.remove(int(ts), self.backend.get_current_key(), namespace)

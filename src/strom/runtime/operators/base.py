@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import reprlib
 from abc import ABC, abstractmethod
+from operator import length_hint
 from typing import Any
 
 from strom.functions import CheckpointedFunction, CheckpointListener
@@ -25,6 +26,13 @@ from strom.runtime.keygroups import key_group_range
 _short = reprlib.Repr()
 _short.maxstring = 120
 _short.maxother = 120
+
+
+def failed_record(values: list[Any], it: Any) -> Any:
+    """The record a C-level loop over ``it = iter(values)`` (``map``, ``filter``, ``zip``) was
+    processing when the function it called raised: the iterator has advanced exactly past it."""
+    index = len(values) - length_hint(it) - 1
+    return values[index] if 0 <= index < len(values) else ...
 
 
 class OperatorFailure(Exception):

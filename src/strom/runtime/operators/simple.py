@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import compress
-from operator import length_hint
 from typing import Any
 
 from strom.errors import StateError
@@ -21,15 +20,7 @@ from strom.functions import (
     TimeDomain,
     TimerService,
 )
-from strom.runtime.operators.base import StreamOperator
-
-
-def _failed_record(values: list[Any], it: Any) -> Any:
-    """The record a C-level ``map``/``filter`` over ``it = iter(values)`` was processing when
-    the function raised: the iterator has advanced exactly past it."""
-    remaining = length_hint(it)
-    index = len(values) - remaining - 1
-    return values[index] if 0 <= index < len(values) else ...
+from strom.runtime.operators.base import StreamOperator, failed_record
 
 
 class MapOperator(StreamOperator):
@@ -43,7 +34,7 @@ class MapOperator(StreamOperator):
         try:
             out = list(map(self._f, it))
         except Exception as e:
-            raise self.fail(e, _failed_record(values, it)) from e
+            raise self.fail(e, failed_record(values, it)) from e
         self.output.emit(out, timestamps)
 
 
@@ -61,7 +52,7 @@ class FilterOperator(StreamOperator):
             else:
                 keep = list(map(self._f, it))
         except Exception as e:
-            raise self.fail(e, _failed_record(values, it)) from e
+            raise self.fail(e, failed_record(values, it)) from e
         if timestamps is None:
             if out:
                 self.output.emit(out, None)

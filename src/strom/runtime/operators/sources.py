@@ -107,7 +107,10 @@ class SourceReaderOperator(SourceOperator):
                     if declared:
                         watermarks.declare_splits(declared)
                     timestamps = watermarks.assign(split, values, timestamps)
-                emit(values, timestamps)
+                    emit(values, timestamps)
+                    watermarks.after_batch()
+                else:
+                    emit(values, timestamps)
             host.tick()
 
     def tick(self, now_ms: int) -> None:

@@ -67,7 +67,8 @@ class WatermarkEmitter:
         self._last_periodic = clock()
 
     def assign(self, split: Any, values: list[Any], timestamps: list[int] | None) -> list[int]:
-        """Timestamps for a batch from one split; feeds that split's generator."""
+        """Timestamps for a batch from one split; feeds that split's generator (emit the batch,
+        then call ``after_batch``)."""
         fn = self._ts_fn
         v: Any = ...
         it = iter(values)
@@ -103,8 +104,12 @@ class WatermarkEmitter:
         split_state.last_seen = now
         split_state.idle = False
         split_state.generator.on_events(values, ts, split_state)
-        self._combine(False)
         return ts
+
+    def after_batch(self) -> None:
+        """Emit what the last ``assign`` moved the watermark to; called once its batch has been
+        emitted, so a watermark never overtakes the records that produced it."""
+        self._combine(False)
 
     def declare_splits(self, splits: list[Any]) -> None:
         """Splits the reader owns: each holds event time back until it produces records (or
@@ -165,6 +170,7 @@ class TimestampsAndWatermarksOperator(StreamOperator):
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
         ts = self._emitter.assign(None, values, timestamps)
         self.output.emit(values, ts)
+        self._emitter.after_batch()
 
     def tick(self, now_ms: int) -> None:
         self._emitter.tick(now_ms)

@@ -19,6 +19,7 @@ path through the trigger.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -26,8 +27,9 @@ from strom.functions import AggregateFunction, ReduceFunction
 from strom.functions.core import close_function, open_function
 from strom.runtime.elements import MAX_WATERMARK
 from strom.runtime.keygroups import key_group_range
-from strom.runtime.operators.base import StreamOperator
+from strom.runtime.operators.base import StreamOperator, failed_record
 from strom.runtime.operators.keyed import key_function
+from strom.runtime.operators.panes import PaneStack
 from strom.runtime.timers import TimerService
 from strom.state import ValueStateDescriptor
 from strom.windowing import (
@@ -53,19 +55,26 @@ class _Contents:
 
     def __init__(self, kind: str, fn: Any) -> None:
         self.kind = kind
+        # ``copy`` gives an accumulator of our own, for merges that may modify their first
+        # argument: state must not change under a merge
+        self.copy: Callable[[Any], Any]
         if kind == "reduce":
             r = fn.reduce if isinstance(fn, ReduceFunction) else fn
             self.merge: Callable[[Any, Any], Any] = r
             self.result: Callable[[Any], Any] = lambda acc: acc
+            self.copy = lambda acc: acc  # reduce functions return new values
         elif kind == "aggregate":
             agg: AggregateFunction[Any, Any, Any] = fn
             self.create = agg.create_accumulator
             self.add = agg.add
             self.merge = agg.merge
             self.result = agg.get_result
+            create, merge = agg.create_accumulator, agg.merge
+            self.copy = lambda acc: merge(create(), acc)
         else:
             self.merge = lambda a, b: a + b
             self.result = lambda acc: acc
+            self.copy = list
 
     def add_batch(
         self, table: MutableMapping[Any, Any], items: list[tuple[Any, Any, Any]]
@@ -222,6 +231,9 @@ class WindowOperator(StreamOperator):
         self.tctx = _TriggerCtx(self)
         self.wctx = _WindowCtx(self)
         self.late_dropped = self.ctx.metrics.counter("num_late_records_dropped")
+        self._out_values: list[Any] = []
+        self._out_stamps: list[int] = []
+        self._stacks: dict[Any, PaneStack] = {}  # sliding windows only; derived, not state
 
     def close(self) -> None:
         if self.kind != "reduce" and self.function is not None:
@@ -236,7 +248,8 @@ class WindowOperator(StreamOperator):
 
     # -- records --------------------------------------------------------------------------
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        key = self.key
+        if not values:
+            return
         if self.assigner.is_event_time:
             if timestamps is None:
                 raise self.fail(
@@ -250,15 +263,21 @@ class WindowOperator(StreamOperator):
         else:
             now = self.ctx.processing_time()
             stamps = [now] * len(values)
-        v: Any = ...
+        it = iter(values)
         try:
-            if self.panes is not None:
-                self._add_panes(values, stamps, key)
-            else:
-                for v, ts in zip(values, stamps, strict=True):
-                    self._add_general(v, ts, key(v))
+            keys = list(map(self.key, it))  # the key selector runs in a C-level loop
         except Exception as e:
-            raise self.fail(e, v) from e
+            raise self.fail(e, failed_record(values, it)) from e
+        if self.panes is not None:
+            self._add_panes(values, stamps, keys)
+        else:
+            v: Any = ...
+            try:
+                for v, ts, k in zip(values, stamps, keys, strict=True):
+                    self._add_general(v, ts, k)
+            except Exception as e:
+                raise self.fail(e, v) from e
+        self._flush()  # late firings and triggers that fire on elements
 
     def _late(self, window: Window) -> bool:
         return window.max_timestamp() + self.allowed_lateness <= self.watermark
@@ -269,106 +288,197 @@ class WindowOperator(StreamOperator):
         else:
             self.late_dropped.count += 1
 
-    def _add_panes(self, values: list[Any], stamps: list[int], key: Callable[[Any], Any]) -> None:
-        """Fold records into panes ``{key: {pane start: acc}}`` in one pass.
+    def _add_panes(self, values: list[Any], stamps: list[int], keys: list[Any]) -> None:
+        """Fold a batch into panes ``{key: {pane start: acc}}``.
 
-        A new pane registers one timer: the window that ends with it. Firing a window
-        registers the next one while it still has panes (see ``_fire_pane_window``), so timers
-        grow with firings, not with size/slide.
+        The common case — every record of the batch in one pane that has not fired yet (or in
+        a few such panes, in time order) — goes through ``_add_to_pane``: one dict lookup and
+        one call of the aggregate per record. Anything else (late records, disorder across a
+        pane boundary) takes the per-record loop of ``_add_mixed``.
         """
+        assert self.panes is not None
+        slide, _, offset = self.panes
+        fired = self.watermark - slide + 1  # panes at or below have had a window fire
+        lo, hi = min(stamps), max(stamps)
+        first = lo - (lo - offset) % slide
+        if first > fired:
+            if hi < first + slide:
+                self._add_to_pane(first, values, keys)
+                return
+            if stamps == sorted(stamps):  # in time order: one run per pane
+                start, n = 0, len(stamps)
+                while start < n:
+                    ts = stamps[start]
+                    pane = ts - (ts - offset) % slide
+                    end = bisect_left(stamps, pane + slide, start)
+                    self._add_to_pane(pane, values[start:end], keys[start:end])
+                    start = end
+                return
+        self._add_mixed(values, stamps, keys)
+
+    def _add_to_pane(self, pane: int, values: list[Any], keys: list[Any]) -> None:
+        """All of ``values`` belong to ``pane``, which no window has fired yet."""
+        table, kind, contents = self.table, self.kind, self.contents
+        missing = _MISSING
+        per_keys = {k: table.get(k) or {} for k in dict.fromkeys(keys)}
+        accs = {k: per_key.get(pane, missing) for k, per_key in per_keys.items()}
+        new_keys = [k for k, acc in accs.items() if acc is missing]
+        if kind == "aggregate":
+            create = contents.create
+            for k in new_keys:
+                accs[k] = create()
+        elif kind == "process":
+            for k in new_keys:
+                accs[k] = []
+        it = iter(values)
+        try:
+            if kind == "aggregate":
+                add = contents.add
+                for v, k in zip(it, keys, strict=True):
+                    accs[k] = add(v, accs[k])
+            elif kind == "reduce":
+                merge = contents.merge
+                for v, k in zip(it, keys, strict=True):
+                    acc = accs[k]
+                    accs[k] = v if acc is missing else merge(acc, v)
+            else:
+                for v, k in zip(it, keys, strict=True):
+                    accs[k].append(v)
+        except Exception as e:
+            raise self.fail(e, failed_record(values, it)) from e
+        for k, acc in accs.items():
+            per_keys[k][pane] = acc
+        table.update(per_keys)  # an on-disk backend sees only assignments
+        self._register_new_panes([(k, pane) for k in new_keys])
+
+    def _add_mixed(self, values: list[Any], stamps: list[int], keys: list[Any]) -> None:
+        """Fold records one by one: late ones dropped (or to the side output), late ones
+        within the allowed lateness re-fire their windows now."""
         assert self.panes is not None
         slide, size, offset = self.panes
         wm, lateness = self.watermark, self.allowed_lateness
         table, kind, contents = self.table, self.kind, self.contents
-        add = getattr(contents, "add", None)
-        create = getattr(contents, "create", None)
-        merge = contents.merge
         touched: dict[Any, dict[int, Any]] = {}
         new_panes: list[tuple[Any, int]] = []
         late: list[tuple[Any, int]] = []
-        keys = list(map(key, values))  # the key selector runs in a C-level loop
         # pane p is too late when even its last window (p + size - 1) is past lateness, and
         # late-but-kept when its first window (p + slide - 1) already fired
         too_late = wm - size + 1 - lateness
         fired = wm - slide + 1
         missing = _MISSING
-        for v, ts, k in zip(values, stamps, keys, strict=True):
-            p = ts - (ts - offset) % slide
-            if p <= too_late:
-                self._drop_late(v, ts)
-                continue
-            per_key = touched.get(k)
-            if per_key is None:
-                per_key = table.get(k)
+        v: Any = ...
+        try:
+            for v, ts, k in zip(values, stamps, keys, strict=True):
+                p = ts - (ts - offset) % slide
+                if p <= too_late:
+                    self._drop_late(v, ts)
+                    continue
+                per_key = touched.get(k)
                 if per_key is None:
-                    per_key = {}
-                touched[k] = per_key
-            acc = per_key.get(p, missing)
-            if acc is missing:
-                new_panes.append((k, p))
-                if kind == "aggregate":
-                    per_key[p] = add(v, create())  # type: ignore[misc]
+                    per_key = table.get(k)
+                    if per_key is None:
+                        per_key = {}
+                    touched[k] = per_key
+                acc = per_key.get(p, missing)
+                if acc is missing:
+                    new_panes.append((k, p))
+                    if kind == "aggregate":
+                        per_key[p] = contents.add(v, contents.create())
+                    elif kind == "reduce":
+                        per_key[p] = v
+                    else:
+                        per_key[p] = [v]
+                elif kind == "aggregate":
+                    per_key[p] = contents.add(v, acc)
                 elif kind == "reduce":
-                    per_key[p] = v
+                    per_key[p] = contents.merge(acc, v)
                 else:
-                    per_key[p] = [v]
-            elif kind == "aggregate":
-                per_key[p] = add(v, acc)  # type: ignore[misc]
-            elif kind == "reduce":
-                per_key[p] = merge(acc, v)
-            else:
-                acc.append(v)
-            if p <= fired:
-                late.append((k, p))
+                    acc.append(v)
+                if p <= fired:
+                    late.append((k, p))
+                    self._stacks.pop(k, None)  # a pane it holds changed
+        except Exception as e:
+            raise self.fail(e, v) from e
         for k, per_key in touched.items():
             table[k] = per_key  # an on-disk backend sees only assignments
-        timers, backend = self.timers, self.backend
+        self._register_new_panes(new_panes)
+        backend = self.backend
+        for k, p in dict.fromkeys(late):  # late but within lateness: updated results now
+            backend.current_key = k
+            per_key = table.get(k)
+            for s in range(p, p - size, -slide):
+                end = s + size - 1  # the window's max timestamp
+                if end <= wm < end + lateness:  # fired, and not yet cleaned up
+                    self._emit(
+                        k,
+                        TimeWindow(s, s + size),
+                        self._combine_panes(per_key, TimeWindow(s, s + size)),
+                    )
+
+    def _register_new_panes(self, new_panes: list[tuple[Any, int]]) -> None:
+        """A new pane registers one timer: the first window holding it that has not fired.
+        Firing a window registers the next one while it still has panes (see
+        ``_fire_pane_window``), so timers grow with firings, not with size/slide."""
+        assert self.panes is not None
+        slide, size, _ = self.panes
+        wm = self.watermark
+        timers: list[tuple[int, Any, TimeWindow]] = []
         for k, p in new_panes:
-            # the first window holding this pane that has not fired yet; later ones chain
             first = p + slide - 1
             if first <= wm:
                 first += ((wm - first) // slide + 1) * slide
             if first <= p + size - 1:
-                backend.current_key = k
-                timers.register_event_time_timer(first, TimeWindow(first + 1 - size, first + 1))
-        for k, p in dict.fromkeys(late):  # late but within lateness: updated results now
-            backend.current_key = k
-            for s in range(p, p - size, -slide):
-                w = TimeWindow(s, s + size)
-                if w.max_timestamp() <= wm:
-                    self._emit(k, w, self._combine_panes(k, w))
+                timers.append((first, k, TimeWindow(first + 1 - size, first + 1)))
+        self.timers.register_event_time_timers(timers)
 
-    def _combine_panes(self, k: Any, w: TimeWindow) -> Any:
+    def _combine_panes(self, per_key: dict[int, Any] | None, w: TimeWindow) -> Any:
+        """Merge the panes of ``w`` from scratch (late firings; the first firing of a key)."""
         assert self.panes is not None
         slide = self.panes[0]
-        per_key = self.table.get(k)
         if not per_key:
             return _MISSING
         if slide == w.end - w.start:
             acc = per_key.get(w.start, _MISSING)
             return list(acc) if acc is not _MISSING and self.kind == "process" else acc
-        merge = self.contents.merge
+        merge, copy = self.contents.merge, self.contents.copy
         acc = _MISSING
         for p in range(w.start, w.end, slide):
             pane_acc = per_key.get(p, _MISSING)
-            if pane_acc is _MISSING:
-                continue
-            if acc is _MISSING:
-                acc = list(pane_acc) if self.kind == "process" else pane_acc
-            else:
-                acc = merge(acc, pane_acc)
+            if pane_acc is not _MISSING:
+                acc = copy(pane_acc) if acc is _MISSING else merge(acc, pane_acc)
         return acc
+
+    def _slide(self, k: Any, w: TimeWindow, per_key: dict[int, Any]) -> Any:
+        """``w``'s aggregate through the key's ``PaneStack`` (a few merges per firing)."""
+        assert self.panes is not None
+        slide = self.panes[0]
+        stack = self._stacks.get(k)
+        if stack is None or not w.start <= stack.next_pane <= w.end:
+            contents = self.contents
+            stack = self._stacks[k] = PaneStack(w.start, contents.merge, contents.copy)
+        stack.evict_before(w.start)
+        for p in range(stack.next_pane, w.end, slide):
+            acc = per_key.get(p, _MISSING)
+            if acc is not _MISSING:
+                stack.push(p, acc)
+        stack.next_pane = w.end
+        return stack.result()
 
     def _fire_pane_window(self, k: Any, w: TimeWindow) -> None:
         """Emit ``w``; chain the timer of the next window if it still holds panes; drop the
         pane that no later window holds (after the allowed lateness)."""
         assert self.panes is not None
         slide, size, _ = self.panes
-        self._emit(k, w, self._combine_panes(k, w))
         per_key = self.table.get(k) or {}
+        if size == slide or self.kind == "process":  # (element lists: nothing to share)
+            self._emit(k, w, self._combine_panes(per_key, w))
+        else:
+            self._emit(k, w, self._slide(k, w, per_key))
         if size > slide and any(p in per_key for p in range(w.start + slide, w.end, slide)):
             nxt = TimeWindow(w.start + slide, w.end + slide)
             self.timers.register_event_time_timer(nxt.max_timestamp(), nxt)
+        else:
+            self._stacks.pop(k, None)  # the key's last window: nothing left to slide over
         if self.allowed_lateness:
             self.timers.register_event_time_timer(
                 w.max_timestamp() + self.allowed_lateness, ("gc", w.start)
@@ -454,21 +564,30 @@ class WindowOperator(StreamOperator):
             self._drop_window(k, w)
 
     def _emit(self, k: Any, w: Window, acc: Any) -> None:
+        """Buffer the window's result(s); ``_flush`` sends what a batch, a watermark or a
+        processing-time tick fired as one batch."""
         if acc is _MISSING:
             return
         result = self.contents.result(acc)
         ts = w.max_timestamp()
         wf = self.window_function
         if wf is None:
-            self.output.emit([result], [ts])
+            self._out_values.append(result)
+            self._out_stamps.append(ts)
             return
         self.wctx.current = w
         elements = result if self.kind == "process" else [result]
         out = wf.process(k, self.wctx, elements)
         if out is not None:
             values = list(out)
-            if values:
-                self.output.emit(values, [ts] * len(values))
+            self._out_values.extend(values)
+            self._out_stamps.extend([ts] * len(values))
+
+    def _flush(self) -> None:
+        if self._out_values:
+            values, stamps = self._out_values, self._out_stamps
+            self._out_values, self._out_stamps = [], []
+            self.output.emit(values, stamps)
 
     def _on_timer(self, ts: int, k: Any, namespace: Any, event_time: bool) -> None:
         if type(namespace) is tuple and len(namespace) == 2 and namespace[0] == "gc":
@@ -514,6 +633,7 @@ class WindowOperator(StreamOperator):
             self.timers.advance_watermark(watermark, self._fire_event)
         except Exception as e:
             raise self.fail(e, f"<firing windows at watermark {watermark}>") from e
+        self._flush()
         self.output.emit_watermark(watermark)
 
     def _fire_event(self, ts: int, k: Any, namespace: Any) -> None:
@@ -529,3 +649,4 @@ class WindowOperator(StreamOperator):
                 self.timers.advance_processing_time(now_ms, self._fire_processing)
             except Exception as e:
                 raise self.fail(e, f"<firing windows at processing time {now_ms}>") from e
+            self._flush()
