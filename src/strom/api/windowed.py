@@ -14,7 +14,7 @@ from strom.eventtime import Duration, to_millis
 from strom.functions import AggregateFunction, OutputTag, ReduceFunction
 from strom.graph import PhysicalTransformation, SourceTransformation, Transformation
 from strom.graph.transformations import per_subtask_copy
-from strom.runtime.operators.window import WindowOperator
+from strom.runtime.operators.windows import WindowOperator, window_operator
 from strom.windowing import Trigger, WindowAssigner
 from strom.windowing.functions import as_process_function
 
@@ -81,7 +81,7 @@ class WindowedStream:
         wf = as_process_function(window_function) if window_function is not None else None
 
         def factory(n: str) -> WindowOperator:
-            return WindowOperator(
+            return window_operator(
                 n,
                 key,
                 assigner,

@@ -2,7 +2,7 @@
 
 ``keyed_stream.window(TumblingEventTimeWindows.of(Time.minutes(1)))`` returns a
 ``WindowedStream`` (``strom.api``); the operator that runs it is
-``strom.runtime.operators.window``.
+``strom.runtime.operators.windows``.
 """
 
 from strom.windowing.assigners import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strom.runtime.operators.panes import MISSING, PaneStack
+from strom.runtime.operators.windows.stack import MISSING, PaneStack
 
 
 def concat_in_place(a: list[int], b: list[int]) -> list[int]:
