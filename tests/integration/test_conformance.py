@@ -81,10 +81,6 @@ test_collection_source = conformance_tests(
 test_collection_source_parallel = conformance_tests(
     SourceConformance,
     lambda: SourceConformance(lambda s: CollectionSource(flatten(s), parallel=True)),
-    known_failures={
-        "rescale": "CollectionSource(parallel=True) cannot restore at another parallelism "
-        "(documented in docs/connectors/collection.md): its reader raises ValueError"
-    },
 )
 
 
