@@ -202,12 +202,6 @@ test_testing_sink = conformance_tests(
 )
 
 
-FILE_SINK_SCALE_DOWN = (
-    "a TextSink/CsvSink cannot be restored at parallelism 1 from parallelism 2: at 1 it writes "
-    "the file `path`, which the earlier run made a directory of files 1..n (IsADirectoryError)"
-)
-
-
 def text_sink_battery(tmp_path: Path) -> SinkConformance:
     new_dir = fresh_dirs(tmp_path)
     return SinkConformance(
@@ -215,11 +209,7 @@ def text_sink_battery(tmp_path: Path) -> SinkConformance:
     )
 
 
-test_text_sink = conformance_tests(
-    SinkConformance,
-    text_sink_battery,
-    known_failures={"rescale": FILE_SINK_SCALE_DOWN},
-)
+test_text_sink = conformance_tests(SinkConformance, text_sink_battery)
 
 
 def text_sink_overwrite_battery(tmp_path: Path) -> SinkConformance:
@@ -229,9 +219,7 @@ def text_sink_overwrite_battery(tmp_path: Path) -> SinkConformance:
     )
 
 
-test_text_sink_overwrite = conformance_tests(
-    SinkConformance, text_sink_overwrite_battery, known_failures={"rescale": FILE_SINK_SCALE_DOWN}
-)
+test_text_sink_overwrite = conformance_tests(SinkConformance, text_sink_overwrite_battery)
 
 
 def csv_sink_battery(tmp_path: Path) -> SinkConformance:
@@ -243,9 +231,7 @@ def csv_sink_battery(tmp_path: Path) -> SinkConformance:
     )
 
 
-test_csv_sink = conformance_tests(
-    SinkConformance, csv_sink_battery, known_failures={"rescale": FILE_SINK_SCALE_DOWN}
-)
+test_csv_sink = conformance_tests(SinkConformance, csv_sink_battery)
 
 PRINT_PREFIX = re.compile(r"^(?:\d+> )?")
 

@@ -193,6 +193,55 @@ def test_restored_writer_cuts_a_torn_last_row(tmp_path: Path, tail: str, kept: s
     assert path.read_text() == kept + "c\nd\n"
 
 
+def test_scale_down_continues_the_directory_and_tidies_dealt_files(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    sink = TextSink(root)
+    states = []
+    for i in range(2):
+        with writer(sink, subtask=i, parallelism=2) as w:
+            w.write([f"w{i}-a"], None)
+            w.flush(False)
+            states += w.snapshot_state(1)
+    (root / "2").write_text("w1-a\nw1-torn")  # subtask 1 was killed mid-row
+    with writer(sink, subtask=0, parallelism=1, state=states) as w:  # 2 -> 1: both entries
+        w.write(["replayed"], None)
+        w.flush(True)
+    assert sorted(p.name for p in root.iterdir()) == ["1", "2"]
+    assert (root / "1").read_text() == "w0-a\nreplayed\n"
+    assert (root / "2").read_text() == "w1-a\n"
+
+
+def test_scale_up_turns_the_single_file_into_file_1_of_the_directory(tmp_path: Path) -> None:
+    import threading
+
+    root = tmp_path / "out.txt"
+    sink = TextSink(root)
+    with writer(sink) as w:
+        w.write(["one", "two"], None)
+        w.flush(False)
+        state = w.snapshot_state(1)
+    errors: list[BaseException] = []
+
+    def restore(subtask: int) -> None:  # subtasks open concurrently, as in a job
+        try:
+            with writer(sink, subtask, 3, state[subtask::3]) as w:
+                w.write([f"after-{subtask}"], None)
+                w.flush(True)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=restore, args=(i,)) for i in (2, 1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert root.is_dir()
+    assert (root / "1").read_text() == "one\ntwo\nafter-0\n"
+    assert (root / "2").read_text() == "after-1\n"
+    assert (root / "3").read_text() == "after-2\n"
+
+
 # -- CSV -------------------------------------------------------------------------------------
 
 

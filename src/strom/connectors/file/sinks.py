@@ -3,7 +3,8 @@
 As in Flink, a sink with parallelism 1 writes the file ``path``; with parallelism n > 1,
 ``path`` is a directory holding one file per subtask, named "1" .. "n" (subtask index + 1).
 Each subtask only ever touches its own file, so subtasks never race to delete each other's
-output.
+output. A restore at another parallelism keeps the layout the first run chose (see
+``_FileWriter._restored_target``).
 
 Writes are buffered; ``flush`` (called by the runtime before every checkpoint and at the end
 of input) writes the buffer and fsyncs the file, so everything before a completed checkpoint
@@ -21,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -32,6 +34,9 @@ from strom.formats import CsvSchema, SerializationError
 __all__ = ["CsvSink", "TextSink", "WriteMode", "output_file"]
 
 _BUFFER = 1 << 20
+_MOVING = ".strom-moving"
+"""Suffix of the single-file output while a rescaled restore moves it into the directory."""
+_DIRECTORY_WAIT = 60.0
 
 
 log = logging.getLogger("strom.connectors.file")
@@ -57,6 +62,14 @@ class WriteMode(Enum):
             ) from None
 
 
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _DIRECTORY_WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {_DIRECTORY_WAIT:.0f} s waiting for {what}")
+        time.sleep(0.01)
+
+
 def output_file(path: str, subtask_index: int, parallelism: int) -> str:
     """The file subtask ``subtask_index`` of a file sink on ``path`` writes."""
     return path if parallelism == 1 else os.path.join(path, str(subtask_index + 1))
@@ -76,8 +89,7 @@ class _FileSink(Sink[Any]):
         """Turns a batch of records into the bytes appended to ``target``."""
 
     def create_writer(self, ctx: WriterContext) -> SinkWriter[Any]:
-        target = output_file(self.path, ctx.subtask_index, ctx.parallelism)
-        writer = _FileWriter(self, target, ctx.parallelism, self._encoder(target))
+        writer = _FileWriter(self, ctx.subtask_index, ctx.parallelism)
         writer.restarted = ctx.attempt > 0
         return writer
 
@@ -244,33 +256,36 @@ class _CsvRowFormatter:
 
 
 class _FileWriter(SinkWriter[Any]):
-    def __init__(
-        self, sink: _FileSink, target: str, parallelism: int, encode: Callable[[list[Any]], bytes]
-    ) -> None:
+    def __init__(self, sink: _FileSink, subtask: int, parallelism: int) -> None:
         self._sink_name = type(sink).__name__
         # a CsvSchema may use its own line delimiter; both sinks end every row with a newline
         # by default, which is what a torn tail is recognised by
         self._row_end = getattr(sink, "row_delimiter", "\n").encode()
         self._root = sink.path
         self._mode = sink.write_mode
-        self._target = target
+        self._subtask = subtask
         self._parallelism = parallelism
+        self._target = output_file(sink.path, subtask, parallelism)
         self.restarted = False
         """A restart of the job: without restored state (no checkpoint completed yet) every
         record is replayed, so this writer's own earlier file is rewritten, whatever the mode."""
-        self._encode = encode
+        self._encoder = sink._encoder
+        self._encode = sink._encoder(self._target)
         self._fh: IO[bytes] | None = None
         self._length = 0
 
     def open(self, restored_state: list[Any] | None) -> None:
-        target = self._target
         overwrite = self._mode is WriteMode.OVERWRITE
-        if self._parallelism > 1:
-            self._prepare_directory(overwrite and restored_state is None)
+        if restored_state is not None:
+            self._target = self._restored_target()
+            self._encode = self._encoder(self._target)
+        elif self._parallelism > 1:
+            self._prepare_directory(overwrite)
         else:
-            parent = os.path.dirname(target)
+            parent = os.path.dirname(self._target)
             if parent:
                 os.makedirs(parent, exist_ok=True)
+        target = self._target
         if restored_state is not None:
             # A restarted job continues its output: the records after the checkpoint are
             # written again (at-least-once) instead of failing on the file the first run made.
@@ -292,8 +307,41 @@ class _FileWriter(SinkWriter[Any]):
             ) from None
         if restored_state is not None:
             self._cut_torn_tail(fh, target)
+            # files of earlier subtasks dealt to this one (a scale-down) are tidied here too
+            for entry in restored_state:
+                other = entry[0]
+                if other != target and os.path.isfile(other):
+                    with open(other, "r+b") as old:
+                        self._cut_torn_tail(old, other)
         self._fh = fh
         self._length = fh.tell()
+
+    def _restored_target(self) -> str:
+        """The file to continue after a restore, at whatever parallelism the job has now.
+
+        The layout the first run chose stays: a directory of files "1".."n" is continued as
+        one (restored at parallelism 1, the writer appends to "1"), and a single file restored
+        at parallelism n > 1 becomes file "1" of the directory (subtask 0 moves it; the others
+        wait for the directory)."""
+        root = self._root
+        moving = root + _MOVING
+        if (self._parallelism > 1 and os.path.isfile(root)) or os.path.exists(moving):
+            if self._subtask == 0:
+                if not os.path.exists(moving):
+                    os.replace(root, moving)
+                os.makedirs(root, exist_ok=True)
+                os.replace(moving, os.path.join(root, "1"))
+                log.info(
+                    "%s: %s became a directory of files (rescaled restore)", self._sink_name, root
+                )
+            else:
+                _wait_for(
+                    lambda: os.path.isdir(root) and not os.path.exists(moving),
+                    f"{self._sink_name}: subtask 0 to turn {root} into a directory",
+                )
+        if os.path.isdir(root):
+            return os.path.join(root, str(self._subtask + 1))
+        return root
 
     def _cut_torn_tail(self, fh: IO[bytes], target: str) -> None:
         """A process killed mid-write can leave half a row at the end; the records after the
