@@ -1,9 +1,10 @@
 """The embedded executor: every subtask of every vertex as a thread in this process.
 
-``LocalJobClient`` deploys a ``JobGraph`` (gates, writers, tasks), runs the checkpoint
-coordinator beside it, and on the first failure cancels all tasks. The restart strategy then
-decides: restore every task from the latest completed checkpoint (sources seek to their stored
-positions) and run again, or fail the job naming the operator, subtask and original traceback.
+``LocalJobClient`` deploys a ``JobGraph`` (gates, writers, tasks: ``deployment.py``), runs the
+checkpoint coordinator beside it, and on the first failure cancels all tasks. The restart
+strategy then decides: restore every task from the latest completed checkpoint (sources seek to
+their stored positions) and run again, or fail the job naming the operator, subtask and original
+traceback (``failures.py``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from typing import Any
 
 from strom.errors import InvalidJobError, JobCancelledError, JobExecutionError, StromError
 from strom.metrics import MetricGroup
-from strom.runtime.channels import InputGate
 from strom.runtime.checkpoint import storage as ckpt_storage
 from strom.runtime.checkpoint.config import CheckpointingMode, ExternalizedCheckpointRetention
 from strom.runtime.checkpoint.coordinator import CheckpointCoordinator, CheckpointStats
 from strom.runtime.checkpoint.storage import CheckpointStorage, CompletedCheckpoint
 from strom.runtime.context import AccumulatorRegistry
+from strom.runtime.deployment import deploy, join_tasks, load_restore_point
+from strom.runtime.failures import describe_failure, task_failure_error
 from strom.runtime.job import JobClient, JobExecutionResult, JobStatus
 from strom.runtime.jobgraph import JobGraph
 from strom.runtime.restart import FixedDelayRestart, NoRestart, RestartStrategy
-from strom.runtime.task import RecordWriterOutput, Task, TaskEnvironment, TaskState
+from strom.runtime.task import Task, TaskEnvironment, TaskState
 
 log = logging.getLogger("strom.executor")
 
@@ -54,83 +56,6 @@ def running_jobs() -> list[LocalJobClient]:
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def deploy(graph: JobGraph, env: TaskEnvironment) -> list[Task]:
-    """Create gates, record writers and tasks for every subtask (nothing started)."""
-    capacity = graph.config.channel_capacity
-    gates: dict[tuple[int, int], InputGate] = {}
-    channel_offset: dict[int, int] = {}  # edge index -> first channel in the target gates
-    channel_inputs: dict[int, list[int]] = {}  # vertex -> input index of each gate channel
-    for v in graph.vertices:
-        offset = 0
-        inputs: list[int] = []
-        for idx, e in enumerate(graph.edges):
-            if e.target_vertex != v.id:
-                continue
-            channel_offset[idx] = offset
-            count = 1 if e.is_forward else graph.vertex(e.source_vertex).parallelism
-            offset += count
-            inputs.extend([e.target_input] * count)
-        channel_inputs[v.id] = inputs
-        if offset:
-            for s in range(v.parallelism):
-                gates[(v.id, s)] = InputGate(offset, capacity)
-
-    tasks: list[Task] = []
-    for v in graph.vertices:
-        for s in range(v.parallelism):
-            outputs: list[list[RecordWriterOutput]] = [[] for _ in v.operators]
-            for idx, e in enumerate(graph.edges):
-                if e.source_vertex != v.id:
-                    continue
-                target = graph.vertex(e.target_vertex)
-                targets: list[tuple[InputGate, int] | None]
-                if e.is_forward:
-                    targets = [None] * target.parallelism
-                    targets[s] = (gates[(target.id, s)], channel_offset[idx])
-                else:
-                    targets = [
-                        (gates[(target.id, j)], channel_offset[idx] + s)
-                        for j in range(target.parallelism)
-                    ]
-                partitioner = e.partitioner()
-                partitioner.setup(target.parallelism, s)
-                outputs[e.source_operator].append(RecordWriterOutput(partitioner, targets, e.tag))
-            tasks.append(Task(v, s, env, gates.get((v.id, s)), outputs, channel_inputs[v.id]))
-    return tasks
-
-
-def load_restore_point(graph: JobGraph) -> CompletedCheckpoint | None:
-    """Load ``config.restore_path`` and check it fits the job; clear errors otherwise."""
-    cfg = graph.config
-    if cfg.restore_path is None:
-        return None
-    options = cfg.checkpoint.storage_options
-    path = ckpt_storage.resolve(cfg.restore_path, cfg.checkpoint.storage, graph.job_name, options)
-    restored = ckpt_storage.load(path, options, cfg.state_serializer)
-    max_par = {v.max_parallelism for v in graph.vertices}
-    if restored.max_parallelism not in max_par:
-        raise ckpt_storage.CheckpointRestoreError(
-            f"{path}: written with max parallelism {restored.max_parallelism}, the job has "
-            f"{sorted(max_par)}; key groups cannot be remapped"
-        )
-    uids = {o.uid for v in graph.vertices for o in v.operators}
-    unknown = sorted(u for u, snaps in restored.operators.items() if u not in uids and any(snaps))
-    if unknown and not cfg.allow_non_restored_state:
-        raise ckpt_storage.CheckpointRestoreError(
-            f"{path}: state of operator(s) {', '.join(unknown)} matches no operator of the job "
-            "(set a uid() on stateful operators; or allow non-restored state to drop it)"
-        )
-    generated = sorted(u for u in uids if u.startswith("auto-") and u in restored.operators)
-    if generated:
-        log.warning(
-            "restoring state by generated operator ids %s: give stateful operators a uid() so "
-            "a changed job still finds its state",
-            ", ".join(generated),
-        )
-    log.info("restoring from %s (checkpoint %d)", path, restored.checkpoint_id)
-    return restored
 
 
 class LocalJobClient(JobClient):
@@ -336,13 +261,7 @@ class LocalJobClient(JobClient):
     def _log_restart(
         self, attempt: int, delay: float, restored: CompletedCheckpoint | None
     ) -> None:
-        root = self._first_failure
-        what = (
-            f"operator {root.failed_operator!r} (subtask {root.subtask_index + 1}) raised "
-            f"{type(getattr(root.failure, 'cause', root.failure)).__name__}"
-            if root is not None
-            else str(self._job_failure)
-        )
+        what = describe_failure(self._first_failure, self._job_failure)
         where = f"checkpoint {restored.checkpoint_id}" if restored else "the start position"
         log.warning(
             "job %r attempt %d failed: %s; restarting in %.1fs from %s",
@@ -428,7 +347,11 @@ class LocalJobClient(JobClient):
     def _conclude(self, storage: CheckpointStorage | None) -> None:
         root = self._first_failure
         if root is not None:
-            status, error, cause = JobStatus.FAILED, self._failure_error(root), root.failure
+            status, error, cause = (
+                JobStatus.FAILED,
+                task_failure_error(self.graph.job_name, root, self.restarts),
+                root.failure,
+            )
         elif self._job_failure is not None:
             e = self._job_failure
             status, error, cause = (
@@ -450,43 +373,7 @@ class LocalJobClient(JobClient):
         self._finish(status, error, cause)
 
     def _join_all(self) -> None:
-        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
-        for t in self._tasks:
-            if t.state is TaskState.CREATED:
-                continue
-            t.thread.join(max(0.0, deadline - time.monotonic()))
-            if t.thread.is_alive():
-                if not t.cancelled:
-                    t.cancel()
-                    t.thread.join(max(0.0, deadline - time.monotonic()))
-                if t.thread.is_alive():
-                    log.error(
-                        "task %s did not stop within %.0fs of cancellation; abandoning its "
-                        "thread (does its SourceFunction.run() honour cancel()?)",
-                        t.name,
-                        CANCEL_GRACE_SECONDS,
-                    )
-
-    def _failure_error(self, task: Task) -> JobExecutionError:
-        cause = task.failure
-        original = getattr(cause, "cause", cause)
-        v = task.vertex
-        message = (
-            f"Job {self.graph.job_name!r} failed: operator {task.failed_operator!r} "
-            f"(subtask {task.subtask_index + 1}/{v.parallelism}) raised "
-            f"{type(original).__name__}: {original}"
-        )
-        if cause is not original:
-            message += f"\n  {cause}"
-        if self.restarts:
-            message += f"\n  (after {self.restarts} restart(s))"
-        return JobExecutionError(
-            message,
-            job_name=self.graph.job_name,
-            operator=task.failed_operator,
-            subtask=task.subtask_index,
-            task_traceback=task.task_traceback,
-        )
+        join_tasks(self._tasks, CANCEL_GRACE_SECONDS)
 
     def _cancelled_error(self) -> JobCancelledError:
         return JobCancelledError(f"Job {self.graph.job_name!r} was cancelled")

@@ -23,20 +23,21 @@ Checks (``SinkConformance.CHECKS``):
   ``expected_guarantee``); a failure before the first checkpoint completes (a restart without
   state) keeps the guarantee; an exactly-once sink commits an aborted checkpoint's records with
   the next completed checkpoint.
+
+The writers a scenario drives, and the judgment of the output against what they wrote, are in
+``conformance_sink_runs.py``.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import pairwise
 from typing import Any, ClassVar
 
-from strom.connectors.base import DeliveryGuarantee, Sink, TwoPhaseCommitSinkWriter
+from strom.connectors.base import DeliveryGuarantee, Sink
 from strom.testing.conformance import Battery, CheckNotApplicable, Scenario, sample
-from strom.testing.harness import SinkWriterHarness
+from strom.testing.conformance_sink_runs import BATCHES, WriterRun, account, check_order
 
 __all__ = ["SinkConformance"]
 
@@ -45,88 +46,10 @@ ALO = DeliveryGuarantee.AT_LEAST_ONCE
 AMO = DeliveryGuarantee.AT_MOST_ONCE
 
 _RECORDS = 60
-# Batch sizes, dealt round-robin to the subtasks: uneven, with an empty batch among them.
-_BATCHES = (1, 5, 0, 8, 3, 13, 2)
 
 
 def _default_record(i: int) -> Any:
     return f"record-{i:04d}"
-
-
-class _Writers:
-    """One set of writers: one attempt of a job's sink at one parallelism."""
-
-    def __init__(
-        self,
-        sink: Sink[Any],
-        sc: Scenario,
-        parallelism: int,
-        restored: list[list[Any]] | None,
-        attempt: int = 0,
-    ) -> None:
-        self.sc = sc
-        self.label = f"attempt {attempt} at parallelism {parallelism}"
-        self.harnesses: list[SinkWriterHarness[Any]] = []
-        self.written: list[list[Any]] = [[] for _ in range(parallelism)]
-        self._batch = 0
-        try:
-            for i in range(parallelism):
-                with sc.step(f"opening subtask {i} ({self.label})"):
-                    self.harnesses.append(
-                        SinkWriterHarness(
-                            sink, i, parallelism, restored_state=restored, attempt=attempt
-                        )
-                    )
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def transactional(self) -> bool:
-        return any(isinstance(h.writer, TwoPhaseCommitSinkWriter) for h in self.harnesses)
-
-    def write(self, records: Sequence[Any]) -> None:
-        p = len(self.harnesses)
-        start = 0
-        while start < len(records):
-            size = _BATCHES[self._batch % len(_BATCHES)]
-            i = self._batch % p
-            batch = list(records[start : start + size])
-            # every other batch carries event-time timestamps, as after assign_timestamps
-            stamps = [1_000 + start + k for k in range(len(batch))] if self._batch % 2 else None
-            with self.sc.step(f"write of {len(batch)} record(s) by subtask {i} ({self.label})"):
-                self.harnesses[i].write(batch, stamps)
-            self.written[i].extend(batch)
-            self._batch += 1
-            start += size
-
-    def end_input(self) -> None:
-        for i, h in enumerate(self.harnesses):
-            with self.sc.step(f"end of input (flush(True)) of subtask {i} ({self.label})"):
-                h.end_input()
-
-    def snapshot(self, checkpoint_id: int) -> list[list[Any]]:
-        snapshots = []
-        for i, h in enumerate(self.harnesses):
-            with self.sc.step(f"checkpoint {checkpoint_id} of subtask {i} ({self.label})"):
-                snapshots.append(h.snapshot(checkpoint_id))
-        return self.sc.roundtrip(snapshots)
-
-    def notify(self, checkpoint_id: int, *, aborted: bool = False) -> None:
-        what = "aborted" if aborted else "complete"
-        for i, h in enumerate(self.harnesses):
-            with self.sc.step(f"notify_checkpoint_{what}({checkpoint_id}) of subtask {i}"):
-                if aborted:
-                    h.notify_checkpoint_aborted(checkpoint_id)
-                else:
-                    h.notify_checkpoint_complete(checkpoint_id)
-
-    def close(self) -> None:
-        """``close`` without a flush: what the runtime does after a failure."""
-        harnesses, self.harnesses = self.harnesses, []
-        for i, h in enumerate(harnesses):
-            with self.sc.step(f"close of subtask {i} ({self.label})"):
-                h.close()
 
 
 class SinkConformance(Battery):
@@ -200,12 +123,12 @@ class SinkConformance(Battery):
         records = self._records(_RECORDS)
         for p in self._parallelisms(1, 3):
             story = (
-                f"{len(records)} records in batches of sizes {list(_BATCHES)} dealt round-robin "
+                f"{len(records)} records in batches of sizes {list(BATCHES)} dealt round-robin "
                 f"to {p} subtask(s), then the end of input"
             )
             with self._output("write_and_flush", story) as (sink, sc):
                 guarantee = sink.delivery_guarantee
-                writers = _Writers(sink, sc, p, None)
+                writers = WriterRun(sink, sc, p, None)
                 try:
                     writers.write(records)
                     writers.end_input()
@@ -248,7 +171,7 @@ class SinkConformance(Battery):
         )
         with self._output("close_without_flush", story) as (sink, sc):
             guarantee = sink.delivery_guarantee
-            writers = _Writers(sink, sc, p, None)
+            writers = WriterRun(sink, sc, p, None)
             try:
                 writers.write(covered)
                 writers.snapshot(1)
@@ -302,7 +225,7 @@ class SinkConformance(Battery):
         with self._output(check, story) as (sink, sc):
             guarantee = sink.delivery_guarantee
             durable = guarantee in (EO, ALO)
-            first = _Writers(sink, sc, p0, None)
+            first = WriterRun(sink, sc, p0, None)
             try:
                 first.write(covered)
                 snapshots = first.snapshot(1)
@@ -313,7 +236,7 @@ class SinkConformance(Battery):
                 first.write(replayed)
             finally:
                 first.close()
-            second = _Writers(sink, sc, p1, snapshots, attempt=1)
+            second = WriterRun(sink, sc, p1, snapshots, attempt=1)
             try:
                 if durable:
                     self._expect_visible(sc, sink, covered, "after the restore from checkpoint 1")
@@ -341,14 +264,14 @@ class SinkConformance(Battery):
         )
         with self._output("declared_guarantee", story) as (sink, sc):
             guarantee = sink.delivery_guarantee
-            first = _Writers(sink, sc, p, None)
+            first = WriterRun(sink, sc, p, None)
             try:
                 first.write(first_run[:20])
                 first.snapshot(1)
                 first.write(first_run[20:])
             finally:
                 first.close()
-            second = _Writers(sink, sc, p, None, attempt=1)
+            second = WriterRun(sink, sc, p, None, attempt=1)
             try:
                 second.write(records)
                 second.end_input()
@@ -369,7 +292,7 @@ class SinkConformance(Battery):
             "(notified), write 15 more, end of input, checkpoint 3 (notified)"
         )
         with self._output("declared_guarantee", story) as (sink, sc):
-            writers = _Writers(sink, sc, 1, None)
+            writers = WriterRun(sink, sc, 1, None)
             try:
                 writers.write(a)
                 writers.snapshot(1)
@@ -411,7 +334,7 @@ class SinkConformance(Battery):
         limit = self._probe().max_parallelism
         return sorted({p if limit is None else min(p, limit) for p in wanted})
 
-    def _transactional(self, writers: _Writers) -> bool:
+    def _transactional(self, writers: WriterRun) -> bool:
         return writers.transactional if self.transactional is None else self.transactional
 
     def _read(self, sc: Scenario, sink: Sink[Any], want: Sequence[Any] | None) -> list[Any]:
@@ -463,44 +386,9 @@ class SinkConformance(Battery):
         prop: str,
         may_repeat: Sequence[Any] = (),
     ) -> None:
-        """Judge ``out`` against ``written``: no foreign records; no loss for exactly-once and
-        at-least-once; no duplicates for exactly-once and at-most-once; for at-least-once,
-        duplicates only among ``may_repeat`` (the records replayed after a failure)."""
-        counts = Counter(out)
-        universe = set(self._records(_RECORDS)) | set(written)
-        foreign = [r for r in counts if r not in universe]
-        if foreign:
-            sc.fail("only written records in the output (none torn or corrupt)", sample(foreign))
-        missing = [r for r in written if counts[r] == 0]
-        if missing and guarantee in (EO, ALO):
-            sc.fail(
-                f"no loss ({prop})",
-                f"{len(missing)} of {len(written)} records not in the output: {sample(missing)}",
-            )
-        duplicated = [r for r in written if counts[r] > 1]
-        if guarantee is ALO:
-            allowed = set(may_repeat)
-            duplicated = [r for r in duplicated if r not in allowed]
-        if duplicated and guarantee is not DeliveryGuarantee.NONE:
-            sc.fail(
-                f"no duplicates ({prop})"
-                if guarantee is not ALO
-                else f"duplicates only of records replayed after the checkpoint ({prop})",
-                f"{len(duplicated)} record(s) in the output more than once: "
-                + sample([f"{r!r} x{counts[r]}" for r in duplicated]),
-            )
+        """``account`` for ``out``; any of the records a scenario may write counts as known."""
+        account(sc, out, written, guarantee, prop, self._records(_RECORDS), may_repeat)
 
     def _check_order(self, sc: Scenario, out: list[Any], written: list[list[Any]]) -> None:
-        if not self.ordered:
-            return
-        position: dict[Any, int] = {}
-        for index, record in enumerate(out):
-            position.setdefault(record, index)
-        for i, records in enumerate(written):
-            for earlier, later in pairwise(records):
-                if position[earlier] > position[later]:
-                    sc.fail(
-                        "each subtask's records in write order",
-                        f"subtask {i} wrote {earlier!r} before {later!r}, the output has them "
-                        "the other way round",
-                    )
+        if self.ordered:
+            check_order(sc, out, written)

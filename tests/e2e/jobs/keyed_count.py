@@ -3,8 +3,9 @@
     strom run keyed_count.py -- SOURCE WORKDIR [--fail-at N]
 
 SOURCE is collection | file | function. Input words are WORDS (below); the file source reads
-WORKDIR/input. Output: WORKDIR/counts.txt (text sink, at-least-once) and, when available,
-WORKDIR/parts (rolling file sink, exactly-once). Checkpoints go to WORKDIR/ckpt.
+WORKDIR/input, the function source is a ``StridedSource`` (strided_source.py). Output:
+WORKDIR/counts.txt (text sink, at-least-once) and, when available, WORKDIR/parts (rolling file
+sink, exactly-once). Checkpoints go to WORKDIR/ckpt.
 """
 
 from __future__ import annotations
@@ -14,18 +15,11 @@ import random
 import time
 from typing import Any
 
+from strided_source import StridedSource
+
 from strom import StreamExecutionEnvironment
-from strom.functions import (
-    CheckpointedFunction,
-    FunctionInitializationContext,
-    FunctionSnapshotContext,
-    MapFunction,
-    RichParallelSourceFunction,
-    RuntimeContext,
-    SourceContext,
-)
+from strom.functions import MapFunction
 from strom.runtime.restart import RestartStrategies
-from strom.state import ListStateDescriptor
 from strom.testing import fail_once_at
 
 WORDS = [f"w{(i * 7919) % 23}" for i in range(12_000)]
@@ -38,37 +32,6 @@ class Pace(MapFunction[str, str]):
         if random.random() < 0.06:
             time.sleep(0.005)
         return value
-
-
-class WordSource(RichParallelSourceFunction[str], CheckpointedFunction):
-    def __init__(self) -> None:
-        self.running = True
-        self.position: int | None = None
-
-    def initialize_state(self, ctx: FunctionInitializationContext) -> None:
-        self.state = ctx.get_operator_state_store().get_list_state(
-            ListStateDescriptor[int]("position")
-        )
-        restored = self.state.get()
-        self.position = restored[0] if restored else None
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.step = runtime_context.get_number_of_parallel_subtasks()
-        if self.position is None:
-            self.position = runtime_context.get_index_of_this_subtask()
-
-    def run(self, ctx: SourceContext[str]) -> None:
-        assert self.position is not None
-        while self.running and self.position < len(WORDS):
-            with ctx.get_checkpoint_lock():
-                ctx.collect(WORDS[self.position])
-                self.position += self.step
-
-    def cancel(self) -> None:
-        self.running = False
-
-    def snapshot_state(self, ctx: FunctionSnapshotContext) -> None:
-        self.state.update([self.position])
 
 
 def to_pair(word: str) -> tuple[str, int]:
@@ -98,7 +61,7 @@ def main() -> None:
     elif args.source == "file":
         stream = env.read_text_file(f"{args.workdir}/input")
     else:
-        stream = env.add_source(WordSource())
+        stream = env.add_source(StridedSource(WORDS))
     stream = stream.uid("source").map(Pace()).uid("pace")
     if args.fail_at:
         stream = stream.map(fail_once_at(args.fail_at)).uid("fail")

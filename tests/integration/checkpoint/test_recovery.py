@@ -2,6 +2,7 @@
 
 import json
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,20 +11,15 @@ from typing import Any
 import pytest
 
 from strom import JobExecutionError, StreamExecutionEnvironment
-from strom.functions import (
-    CheckpointedFunction,
-    FunctionInitializationContext,
-    FunctionSnapshotContext,
-    MapFunction,
-    RichParallelSourceFunction,
-    RuntimeContext,
-    SourceContext,
-)
+from strom.functions import MapFunction
 from strom.runtime.checkpoint import CheckpointingMode, ExternalizedCheckpointRetention
 from strom.runtime.checkpoint.storage import CheckpointRestoreError, find_latest, resolve
 from strom.runtime.restart import RestartStrategies
-from strom.state import ListStateDescriptor
 from strom.testing import TestingSink, fail_once_at
+
+# StridedSource is shared with the e2e job, which finds it next to its script
+sys.path.insert(0, str(Path(__file__).parents[2] / "e2e" / "jobs"))
+from strided_source import StridedSource
 
 pytestmark = pytest.mark.integration
 
@@ -66,39 +62,6 @@ def assert_exactly_once_state_at_least_once_output(results: list[tuple[str, int]
         assert {c for w, c in results if w == word} == set(range(1, n + 1))
 
 
-class CountingSource(RichParallelSourceFunction[str], CheckpointedFunction):
-    """Seed §3.2: emits WORDS split by subtask index; position in operator list state."""
-
-    def __init__(self) -> None:
-        self.running = True
-        self.position: int | None = None
-
-    def initialize_state(self, ctx: FunctionInitializationContext) -> None:
-        self.state = ctx.get_operator_state_store().get_list_state(
-            ListStateDescriptor[int]("position")
-        )
-        restored = self.state.get()
-        self.position = restored[0] if restored else None
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.step = runtime_context.get_number_of_parallel_subtasks()
-        if self.position is None:
-            self.position = runtime_context.get_index_of_this_subtask()
-
-    def run(self, ctx: SourceContext[str]) -> None:
-        assert self.position is not None
-        while self.running and self.position < len(WORDS):
-            with ctx.get_checkpoint_lock():
-                ctx.collect(WORDS[self.position])
-                self.position += self.step
-
-    def cancel(self) -> None:
-        self.running = False
-
-    def snapshot_state(self, ctx: FunctionSnapshotContext) -> None:
-        self.state.update([self.position])
-
-
 @pytest.mark.parametrize("parallelism", [1, 4])
 @pytest.mark.parametrize("source", ["collection", "source_function", "file"])
 @pytest.mark.parametrize("seed", [1, 2])
@@ -110,7 +73,7 @@ def test_injected_failure_restores_exactly_once_keyed_state(
     if source == "collection":
         stream = env.from_collection(WORDS)
     elif source == "source_function":
-        stream = env.add_source(CountingSource())
+        stream = env.add_source(StridedSource(WORDS))  # seed §3.2
     else:
         data = tmp_path / "input"
         data.mkdir()

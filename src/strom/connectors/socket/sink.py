@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from strom.connectors.base import DeliveryGuarantee, Sink, SinkWriter, WriterContext
 from strom.connectors.base.retry import ConstantBackoff, RetriesExhausted, RetryPolicy
-from strom.connectors.socket.source import _check_address, _check_retries, _check_seconds, _endpoint
+from strom.connectors.socket._common import check_address, check_retries, check_seconds, endpoint
 from strom.errors import ConnectorError
 from strom.formats import SerializationError, SerializationSchema
 
@@ -77,7 +77,7 @@ class SocketSink(Sink[T], Generic[T]):
         connect_timeout: float = 5.0,
         send_timeout: float | None = 60.0,
     ) -> None:
-        _check_address(host, port)
+        check_address(host, port)
         if not callable(getattr(serialization_schema, "serialize", None)) and not callable(
             getattr(serialization_schema, "serialize_batch", None)
         ):
@@ -95,22 +95,22 @@ class SocketSink(Sink[T], Generic[T]):
         self.host = host
         self.port = port
         self.serialization_schema = serialization_schema
-        self.max_retries = _check_retries("max_retries", max_retries)
-        self.retry_delay = _check_seconds("retry_delay", retry_delay, allow_zero=True)
+        self.max_retries = check_retries("max_retries", max_retries)
+        self.retry_delay = check_seconds("retry_delay", retry_delay, allow_zero=True)
         self.auto_flush = bool(auto_flush)
         self.delimiter = bytes(delimiter) if delimiter is not None else None
-        self.connect_timeout = _check_seconds("connect_timeout", connect_timeout, allow_zero=False)
+        self.connect_timeout = check_seconds("connect_timeout", connect_timeout, allow_zero=False)
         self.send_timeout = (
             None
             if send_timeout is None
-            else _check_seconds("send_timeout", send_timeout, allow_zero=False)
+            else check_seconds("send_timeout", send_timeout, allow_zero=False)
         )
 
     def create_writer(self, ctx: WriterContext) -> SinkWriter[T]:
         return _SocketWriter(self, ctx)
 
     def describe(self) -> str:
-        return f"Socket Sink {_endpoint(self.host, self.port)}"
+        return f"Socket Sink {endpoint(self.host, self.port)}"
 
 
 def _peer_gone(sock: socket.socket, timeout: float | None) -> bool:
@@ -138,7 +138,7 @@ class _SocketWriter(SinkWriter[T]):
     def __init__(self, sink: SocketSink[T], ctx: WriterContext) -> None:
         self._host = sink.host
         self._port = sink.port
-        self._where = _endpoint(sink.host, sink.port)
+        self._where = endpoint(sink.host, sink.port)
         self._schema = sink.serialization_schema
         self._delim = sink.delimiter
         self._auto_flush = sink.auto_flush
