@@ -15,6 +15,7 @@ from strom.connectors.kafka import (
     KafkaRecord,
     KafkaRecordDeserializationSchema,
     KafkaSource,
+    KafkaSourceError,
     StoppingOffsets,
 )
 from strom.connectors.kafka.config import REDACTED
@@ -22,12 +23,6 @@ from strom.connectors.kafka.source import split_owner
 from strom.errors import InvalidJobError
 from strom.formats import AbstractDeserializationSchema, JsonSchema, SimpleStringSchema
 from strom.testing import SourceReaderHarness, TestingSink
-
-
-def stops_of(broker: Broker, *topics: str) -> StoppingOffsets:
-    return StoppingOffsets.at_offsets(
-        {(t, p): end for t in topics for p, end in broker.high_watermarks(t).items()}
-    )
 
 
 def run_job(source: KafkaSource[Any], parallelism: int = 2) -> list[Any]:
@@ -47,7 +42,7 @@ def test_one_topic_in_a_job(broker: Broker) -> None:
         group_id=broker.unique("g"),
         startup_mode="earliest",
         deserializer=SimpleStringSchema(),
-        bounded=stops_of(broker, topic),
+        bounded=True,
     )
     assert sorted(run_job(source)) == sorted(f"r{i}" for i in range(300))
 
@@ -62,7 +57,7 @@ def test_list_of_topics_and_json(broker: Broker) -> None:
         topics=[a, b],
         startup_mode="earliest",
         deserializer=JsonSchema(),
-        bounded=stops_of(broker, a, b),
+        bounded=True,
     )
     got = run_job(source, parallelism=3)
     assert sorted((r["t"], r["i"]) for r in got) == sorted(
@@ -81,7 +76,7 @@ def test_topic_pattern_reads_every_matching_topic(broker: Broker) -> None:
         topic_pattern=f"{prefix}-[0-9]+",
         startup_mode="earliest",
         deserializer=SimpleStringSchema(),
-        bounded=stops_of(broker, *matching),
+        bounded=True,
     )
     got = run_job(source)
     assert sorted(got) == sorted(f"{i}-{j}" for i in range(3) for j in range(10))
@@ -103,7 +98,7 @@ def test_record_schema_sees_key_value_metadata_and_headers(broker: Broker) -> No
         topics=topic,
         startup_mode="earliest",
         record_deserializer=KafkaRecordDeserializationSchema.of(lambda r: r),
-        bounded=stops_of(broker, topic),
+        bounded=True,
     )
     with SourceReaderHarness(source) as h:
         records = h.poll_all(timeout=10)
@@ -165,6 +160,26 @@ def test_end_of_stream_in_every_partition_ends_the_job(broker: Broker) -> None:
         deserializer=UntilStop(),  # discovery stays on: the markers end the job all the same
     )
     assert sorted(run_job(source)) == sorted(f"{p}:{i}" for p in (0, 1) for i in range(5))
+
+
+def test_end_of_stream_in_bounded_mode_stays_on_the_marker(broker: Broker) -> None:
+    """The marker, not the stopping offset behind it, is where the partition stopped: the
+    state and the committed offset say so (they used to jump to the stop)."""
+    topic = broker.create_topic(partitions=1)
+    broker.produce(topic, ["a0", "a1", "STOP", "a3"], partition=0)
+    group = broker.unique("g")
+    source: KafkaSource[str] = KafkaSource(
+        bootstrap_servers=broker.bootstrap,
+        topics=topic,
+        group_id=group,
+        startup_mode="earliest",
+        deserializer=UntilStop(),
+        bounded=True,
+    )
+    with SourceReaderHarness(source) as h:
+        assert h.poll_all(timeout=10) == ["a0", "a1"]
+        assert h.snapshot() == [(topic, 0, 2, 4)]
+    assert broker.committed(group, topic) == {0: 2}
 
 
 def test_subtask_without_partitions_is_idle_and_never_blocks(broker: Broker) -> None:
@@ -252,9 +267,22 @@ def test_input_written_by_kcat(broker: Broker, kcat: str) -> None:
         topics=topic,
         startup_mode="earliest",
         deserializer=JsonSchema(),
-        bounded=stops_of(broker, topic),
+        bounded=True,
     )
     assert sorted(r["n"] for r in run_job(source, parallelism=1)) == list(range(25))
+
+
+def test_a_missing_topic_of_a_fixed_list_fails_naming_it(broker: Broker) -> None:
+    present = broker.create_topic(partitions=1)
+    absent = broker.unique("absent")
+    source: KafkaSource[str] = KafkaSource(
+        bootstrap_servers=broker.bootstrap,
+        topics=[present, absent],
+        startup_mode="earliest",
+        deserializer=SimpleStringSchema(),
+    )
+    with pytest.raises(KafkaSourceError, match=rf"topics missing: {absent} \(does not exist\)"):
+        SourceReaderHarness(source)
 
 
 def test_configuration_mistakes_fail_when_built(broker: Broker) -> None:

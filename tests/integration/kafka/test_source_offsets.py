@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
 import pytest
-from brokers import Broker
+from brokers import Broker, start_tansu
+from confluent_kafka import Producer, TopicPartition
 
 from strom.connectors.kafka import KafkaSource, KafkaSourceError, StartupMode, StoppingOffsets
 from strom.formats import SimpleStringSchema
@@ -51,7 +54,6 @@ def test_earliest(broker: Broker) -> None:
         assert sorted(read_available(h, 20)) == all_of(10)
 
 
-@pytest.mark.kafka_needs("list_offsets_latest")
 def test_latest_reads_only_new_records(broker: Broker) -> None:
     topic = two_partitions(broker)
     with SourceReaderHarness(source(broker, topic, startup_mode="latest")) as h:
@@ -70,7 +72,6 @@ def test_group_offsets_with_fallback_to_auto_offset_reset(broker: Broker) -> Non
         assert sorted(read_available(h, 13)) == all_of(10, {0: 7})
 
 
-@pytest.mark.kafka_needs("list_offsets_latest")
 def test_group_offsets_fall_back_to_latest_by_default(broker: Broker) -> None:
     topic = two_partitions(broker)
     group = broker.unique("g")
@@ -79,13 +80,67 @@ def test_group_offsets_fall_back_to_latest_by_default(broker: Broker) -> None:
         assert sorted(read_available(h, 6)) == sorted(f"1:{i}" for i in range(4, 10))
 
 
-def test_group_offsets_reset_error_fails_without_committed_offset(broker: Broker) -> None:
+@pytest.mark.parametrize("spelling", ["error", "none"])  # librdkafka's and Kafka's
+def test_group_offsets_reset_error_fails_without_committed_offset(
+    broker: Broker, spelling: str
+) -> None:
     topic = two_partitions(broker)
     src = source(
-        broker, topic, group_id=broker.unique("g"), properties={"auto.offset.reset": "error"}
+        broker, topic, group_id=broker.unique("g"), properties={"auto.offset.reset": spelling}
     )
-    with pytest.raises(KafkaSourceError, match="no committed offset"):
+    with pytest.raises(KafkaSourceError, match=f"no committed offset for {topic}-0, {topic}-1"):
         SourceReaderHarness(src)
+
+
+_OUT_OF_RANGE: dict[str, bool] = {}
+
+
+def needs_out_of_range_answers(broker: Broker) -> None:
+    """Skip unless fetching past the end gets OFFSET_OUT_OF_RANGE from this broker (Tansu
+    answers with no records instead, so the client never resets)."""
+    if broker.bootstrap not in _OUT_OF_RANGE:
+        topic = broker.create_topic(partitions=1, prefix="probe-oor")
+        broker.produce(topic, [b"x"], partition=0)
+        consumer = broker.consumer(**{"auto.offset.reset": "error"})
+        try:
+            consumer.assign([TopicPartition(topic, 0, 100)])
+            deadline = time.monotonic() + 5
+            answered = False
+            while not answered and time.monotonic() < deadline:
+                answered = any(m.error() is not None for m in consumer.consume(10, 0.1))
+        finally:
+            consumer.close()
+        _OUT_OF_RANGE[broker.bootstrap] = answered
+    if not _OUT_OF_RANGE[broker.bootstrap]:
+        pytest.skip(f"{broker.name} does not answer a fetch past the end with OFFSET_OUT_OF_RANGE")
+
+
+def test_out_of_range_position_with_reset_error_fails_naming_the_partition(
+    broker: Broker,
+) -> None:
+    needs_out_of_range_answers(broker)
+    topic = two_partitions(broker)
+    src = source(
+        broker, topic, group_id=broker.unique("g"), properties={"auto.offset.reset": "none"}
+    )
+    state = [[(topic, 0, 100), (topic, 1, 10)]]  # partition 0 was recreated, say
+    with (
+        SourceReaderHarness(src, restored_state=state) as h,
+        pytest.raises(KafkaSourceError, match=f"offset 100 of {topic}-0 is out of range"),
+    ):
+        read_available(h, 1)
+
+
+def test_earliest_job_resumes_at_the_log_start_when_its_position_is_out_of_range(
+    broker: Broker,
+) -> None:
+    """As Flink's OffsetsInitializer.earliest(): an EARLIEST job resets to the log start, not
+    to Kafka's default "latest", which would skip everything up to the end."""
+    needs_out_of_range_answers(broker)
+    topic = two_partitions(broker)
+    src = source(broker, topic, startup_mode="earliest")
+    with SourceReaderHarness(src, restored_state=[[(topic, 0, 100), (topic, 1, 10)]]) as h:
+        assert sorted(read_available(h, 10)) == [f"0:{i}" for i in range(10)]
 
 
 def test_specific_offsets_missing_partitions_use_group_offsets(broker: Broker) -> None:
@@ -119,7 +174,6 @@ def test_timestamp_start(broker: Broker) -> None:
         assert sorted(read_available(h, 6)) == all_of(10, {0: 7, 1: 7})
 
 
-@pytest.mark.kafka_needs("list_offsets_latest")
 def test_start_offset_is_resolved_before_the_first_checkpoint(broker: Broker) -> None:
     """A "latest" start becomes a concrete offset in the very first snapshot, so a restore
     much later resumes there and loses nothing written in between."""
@@ -147,13 +201,83 @@ def test_bounded_at_given_offsets(broker: Broker) -> None:
         assert sorted(h.snapshot()) == [(topic, 0, 3, 3), (topic, 1, 0, 0)]
 
 
-@pytest.mark.kafka_needs("list_offsets_latest")
 def test_bounded_at_latest_offsets_seen_at_start(broker: Broker) -> None:
     topic = two_partitions(broker)
     src = source(broker, topic, startup_mode="earliest", bounded=True)
     with SourceReaderHarness(src) as h:
         broker.produce(topic, ["0:late"], partition=0)  # after the start: not read
         assert sorted(h.poll_all(timeout=10)) == all_of(10)
+
+
+def test_bounded_latest_reads_every_record_written_before_the_start(broker: Broker) -> None:
+    """The end is where the broker's fetch says a partition ends, not ListOffsets "latest"
+    (which Tansu answers with the last batch's base offset + 1, cutting the batch off)."""
+    topic = broker.create_topic(partitions=3)
+    values = [f"{n}-{i}" for n in (1, 40, 7) for i in range(3 * n)]  # batches of all sizes
+    for n in (1, 40, 7):
+        broker.produce(topic, [v for v in values if v.startswith(f"{n}-")])
+    src = source(broker, topic, startup_mode="earliest", bounded=True)
+    with SourceReaderHarness(src) as h:
+        got = h.poll_all(timeout=20)
+        snap = h.snapshot()
+    assert sorted(got) == sorted(values)
+    ends = broker.high_watermarks(topic)
+    assert sorted(snap) == sorted((topic, p, end, end) for p, end in ends.items())
+
+
+def open_transaction(broker: Broker, topic: str) -> Producer:
+    """Three committed records, then four of a transaction left open: the last stable offset
+    is 3, the high watermark 7."""
+    broker.produce(topic, ["c0", "c1", "c2"], partition=0)
+    producer = broker.producer(**{"transactional.id": broker.unique("txn")})
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    for i in range(4):
+        producer.produce(topic, f"open{i}".encode(), partition=0)
+    producer.flush(15)
+    return producer
+
+
+@pytest.mark.kafka_needs("transactions")
+@pytest.mark.parametrize("isolation", ["read_committed", "read_uncommitted"])
+def test_bounded_latest_ends_at_the_last_stable_offset_under_read_committed(
+    broker: Broker, isolation: str
+) -> None:
+    topic = broker.create_topic(partitions=1)
+    producer = open_transaction(broker, topic)
+    src = source(
+        broker,
+        topic,
+        startup_mode="earliest",
+        bounded=True,
+        properties={"isolation.level": isolation},
+    )
+    try:
+        with SourceReaderHarness(src) as h:
+            # read_committed ends at once: it does not wait for the transaction's outcome
+            got = h.poll_all(timeout=15)
+            snap = h.snapshot()
+    finally:
+        producer.abort_transaction(15)
+    if isolation == "read_committed":
+        assert (got, snap) == (["c0", "c1", "c2"], [(topic, 0, 3, 3)])
+    else:
+        assert got == ["c0", "c1", "c2", "open0", "open1", "open2", "open3"]
+        assert snap == [(topic, 0, 7, 7)]
+
+
+@pytest.mark.kafka_needs("transactions")
+def test_latest_start_under_read_committed_keeps_an_undecided_transaction(
+    broker: Broker,
+) -> None:
+    """LATEST under read_committed starts at the last stable offset, as Kafka's consumer
+    does: a transaction open at the start that commits later is read, not skipped."""
+    topic = broker.create_topic(partitions=1)
+    producer = open_transaction(broker, topic)
+    with SourceReaderHarness(source(broker, topic, startup_mode="latest")) as h:
+        assert h.snapshot() == [(topic, 0, 3)]
+        producer.commit_transaction(15)
+        assert read_available(h, 4) == ["open0", "open1", "open2", "open3"]
 
 
 @pytest.mark.kafka_needs("offsets_for_times")
@@ -229,3 +353,34 @@ def test_auto_commit_when_not_checkpointing(broker: Broker) -> None:
         read_available(h, 20)
     # closing commits the offsets of every batch the job had processed
     assert broker.committed(group, topic) == {0: 10, 1: 10}
+
+
+def test_closing_does_not_hang_on_a_broker_that_stopped_answering() -> None:
+    """librdkafka's close waits for outstanding offset commits, and for a coordinator, as long
+    as the broker does not answer (librdkafka issue 3740): the reader gives it
+    ``request_timeout_ms`` and goes on. A broker of its own, frozen with SIGSTOP."""
+    if os.environ.get("STROM_KAFKA_BOOTSTRAP", "").strip():
+        pytest.skip("needs a broker process of its own to freeze")
+    proc = start_tansu()
+    broker = Broker("tansu-frozen", proc.bootstrap)
+    try:
+        topic = two_partitions(broker)
+        src = source(
+            broker,
+            topic,
+            group_id=broker.unique("g"),
+            startup_mode="earliest",
+            request_timeout_ms=2_000,
+        )
+        h = SourceReaderHarness(src)
+        read_available(h, 20)
+        h.snapshot(1)
+        h.notify_checkpoint_complete(1)  # an asynchronous commit, not answered yet
+        os.kill(proc.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        h.close()
+        assert time.monotonic() - start < 15
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        broker.close()
+        proc.stop()

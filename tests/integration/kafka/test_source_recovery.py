@@ -26,12 +26,6 @@ from strom.testing import SourceReaderHarness, TestingSink, fail_once_at
 WORDS = [f"w{i % 17}" for i in range(4000)]
 
 
-def stops_of(broker: Broker, topic: str) -> StoppingOffsets:
-    return StoppingOffsets.at_offsets(
-        {(topic, p): end for p, end in broker.high_watermarks(topic).items()}
-    )
-
-
 def kafka_source(broker: Broker, topic: str, **options: Any) -> KafkaSource[str]:
     options.setdefault("deserializer", SimpleStringSchema())
     options.setdefault("discovery_interval_ms", None)
@@ -71,9 +65,7 @@ def test_first_start_uses_the_start_position(broker: Broker) -> None:
     broker.commit(group, {(topic, 0): 15, (topic, 1): 18})
     env = env_with(2)
     sink: TestingSink[str] = TestingSink()
-    env.from_source(
-        kafka_source(broker, topic, group_id=group, bounded=stops_of(broker, topic))
-    ).sink_to(sink)
+    env.from_source(kafka_source(broker, topic, group_id=group, bounded=True)).sink_to(sink)
     env.execute("first-start")
     expected = [f"0:{i}" for i in range(15, 20)] + [f"1:{i}" for i in range(18, 20)]
     assert sorted(sink.results) == sorted(expected)
@@ -103,9 +95,8 @@ def test_savepoint_offsets_override_the_start_position_also_at_another_paralleli
     env.restore_from(savepoint)
     second: TestingSink[str] = TestingSink()
     # EARLIEST would re-read everything: the savepoint's offsets win over the start position
-    env.from_source(
-        kafka_source(broker, topic, startup_mode="earliest", bounded=stops_of(broker, topic))
-    ).uid("kafka").sink_to(second)
+    resumed = kafka_source(broker, topic, startup_mode="earliest", bounded=True)
+    env.from_source(resumed).uid("kafka").sink_to(second)
     env.execute("savepoint-2")
     assert sorted(second.results) == sorted(f"b{i}" for i in range(200))
 
@@ -119,9 +110,7 @@ def test_restore_from_checkpoint_after_failure_is_exactly_once(
     env = env_with(parallelism, tmp_path)
     sink: TestingSink[tuple[str, int]] = TestingSink()
     (
-        env.from_source(
-            kafka_source(broker, topic, startup_mode="earliest", bounded=stops_of(broker, topic))
-        )
+        env.from_source(kafka_source(broker, topic, startup_mode="earliest", bounded=True))
         .map(Slow())
         .map(fail_once_at(1500 // parallelism))
         .map(lambda w: (w, 1))
@@ -149,7 +138,7 @@ def test_failure_without_checkpointing_restarts_from_committed_offsets(broker: B
             topic,
             group_id=group,
             properties={"auto.offset.reset": "earliest"},
-            bounded=stops_of(broker, topic),
+            bounded=True,
         )
     ).map(fail_once_at(1200)).sink_to(sink)
     client = env.execute_async("no-checkpoints")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -10,14 +13,19 @@ from strom.connectors.kafka import (
     BadRecordPolicy,
     DeadLetter,
     KafkaProperties,
+    KafkaSource,
+    KafkaSourceError,
     StartupMode,
     StoppingOffsets,
 )
-from strom.connectors.kafka.config import is_secret, normalize_reset_strategy
+from strom.connectors.kafka.config import REDACTED, is_secret, normalize_reset_strategy
 from strom.connectors.kafka.source.badrecords import parse_policy
+from strom.connectors.kafka.source.client import close_consumer
+from strom.connectors.kafka.source.lookup import OffsetLookup
 from strom.connectors.kafka.source.split import EARLIEST, KafkaPartitionSplit, parse_state_entry
 from strom.errors import InvalidJobError
-from strom.testing import TestingSink
+from strom.formats import SimpleStringSchema
+from strom.testing import SourceReaderHarness, TestingSink
 
 
 def test_state_entries_round_trip() -> None:
@@ -35,7 +43,9 @@ def test_state_entries_round_trip() -> None:
         )
 
 
-@pytest.mark.parametrize("entry", [None, ("t", 0), ("t", -1, 0), (1, 0, 0), ("t", 0, -5)])
+@pytest.mark.parametrize(
+    "entry", [None, ("t", 0), ("t", -1, 0), (1, 0, 0), ("t", 0, -5), ("t", 0, 3, -1)]
+)
 def test_bad_state_entries_are_named(entry: object) -> None:
     with pytest.raises(ValueError, match="cannot restore from state entry"):
         parse_state_entry(entry)
@@ -96,3 +106,62 @@ def test_bad_record_policies() -> None:
         DeadLetter()
     with pytest.raises(InvalidJobError):
         DeadLetter(target=42)  # type: ignore[arg-type]
+
+
+def test_client_errors_never_show_a_secret_value() -> None:
+    secret = "hunter2-very-secret"
+    props = KafkaProperties({"sasl.password": secret, "acks": "all"})
+    assert props.scrub(f'Invalid value "{secret}" for "x"') == 'Invalid value "***" for "x"'
+    # a secret pasted into the wrong property: librdkafka echoes the invalid value
+    source: KafkaSource[str] = KafkaSource(
+        bootstrap_servers="127.0.0.1:1",
+        topics="t",
+        startup_mode="earliest",
+        deserializer=SimpleStringSchema(),
+        properties={"sasl.oauthbearer.client.secret": secret, "sasl.oauthbearer.method": secret},
+    )
+    with pytest.raises(KafkaSourceError, match="cannot create the consumer") as err:
+        SourceReaderHarness(source)
+    assert secret not in str(err.value)
+    assert REDACTED in str(err.value)
+
+
+class _Answer:
+    def __init__(self, topic: str, partition: int, offset: int, error: object = None) -> None:
+        self.topic, self.partition, self.offset, self.error = topic, partition, offset, error
+
+
+class _FailingCommitted:
+    def committed(self, partitions: list[Any], timeout: float) -> list[_Answer]:
+        return [_Answer("t", 0, 7), _Answer("t", 1, -1001, "UNSTABLE_OFFSET_COMMIT")]
+
+
+def test_a_committed_offset_that_cannot_be_fetched_is_an_error_not_a_missing_offset() -> None:
+    """Taken for "no committed offset", partition 1 would start at auto.offset.reset."""
+    lookup = OffsetLookup(_FailingCommitted(), {}, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(KafkaSourceError, match=r"t-1.*UNSTABLE_OFFSET_COMMIT"):
+        lookup.committed([("t", 0), ("t", 1)])
+
+
+class _StuckConsumer:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def close(self) -> None:
+        self.release.wait(30)
+
+
+def test_closing_a_consumer_that_hangs_gives_up_after_the_timeout() -> None:
+    stuck = _StuckConsumer()
+    start = time.monotonic()
+    try:
+        assert not close_consumer(stuck, 0.2, "src[0]")  # type: ignore[arg-type]
+        assert time.monotonic() - start < 5
+    finally:
+        stuck.release.set()
+    assert close_consumer(_Closes(), 5, "src[0]")  # type: ignore[arg-type]
+
+
+class _Closes:
+    def close(self) -> None:
+        pass

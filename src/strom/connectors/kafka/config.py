@@ -84,6 +84,14 @@ class KafkaProperties(Mapping[str, Any]):
         """A copy safe to log: secret values replaced by ``"***"``."""
         return {k: (REDACTED if is_secret(k) else v) for k, v in self._data.items()}
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a client's error message, say) with every secret value in it replaced by
+        ``"***"``, for the rare client error that echoes a property's value."""
+        for key, value in self._data.items():
+            if is_secret(key) and isinstance(value, str) and len(value) >= 3:
+                text = text.replace(value, REDACTED)
+        return text
+
     def client_config(self, **overrides: Any) -> dict[str, Any]:
         """A fresh dict for a librdkafka client: these properties, then ``overrides``
         (underscores in override names stand for dots)."""

@@ -7,8 +7,9 @@ auto-commit commits *stored* offsets, and an offset is stored only at the ``poll
 batch — the runtime calls ``poll`` again only once the batch went through the chained
 operators — so a restart from the group's offsets re-reads rather than skips.
 
-The reader context says whether checkpointing is on, so no offset is auto-committed before the
-first checkpoint of a checkpointing job.
+With checkpointing (the reader context says so) the client's auto-commit is off altogether, so
+nothing is committed before the first checkpoint completes; a reader that takes snapshots
+without having been told (test harnesses) stops storing offsets at its first snapshot.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ class OffsetCommitter:
         on_checkpoint: bool,
         metrics: MetricGroup,
         is_finished: Callable[[TP], bool],
-        checkpointing: bool = False,
     ) -> None:
         self.consumer: Consumer | None = None
+        self.auto_commit = auto_commit
+        """Whether the client auto-commits the offsets stored after processing."""
         self._group = group
-        self._auto_commit = auto_commit
         self._on_checkpoint = on_checkpoint
         self._is_finished = is_finished
-        self._checkpointing = checkpointing
+        self._checkpointing = False
         self._processed: dict[TP, int] = {}
         self._pending: dict[int, dict[TP, int]] = {}
         self._ok = metrics.counter("commits_succeeded")
@@ -55,7 +56,7 @@ class OffsetCommitter:
 
     def emitted(self, key: TP, next_offset: int) -> None:
         """A batch up to ``next_offset`` goes downstream now (stored at the next ``poll``)."""
-        if self._auto_commit and not self._checkpointing:
+        if self.auto_commit and not self._checkpointing:
             self._processed[key] = next_offset
 
     def store_processed(self) -> None:
@@ -78,8 +79,9 @@ class OffsetCommitter:
         consumer = self.consumer
         if not offsets or not self._on_checkpoint or not self._group or consumer is None:
             return
-        # stored too, so that the client's auto-commit (if on) never commits older offsets
-        self._store(offsets, commit_finished=False)
+        if self.auto_commit:
+            # stored too, so that the client's auto-commit never commits older offsets
+            self._store(offsets, commit_finished=False)
         try:
             consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
@@ -87,7 +89,11 @@ class OffsetCommitter:
             )
         except KafkaException as exc:
             self._failed.inc()
-            log.warning("committing offsets of checkpoint %d failed: %s", checkpoint_id, exc)
+            log.warning(
+                "committing the offsets of checkpoint %d failed (monitoring only): %s",
+                checkpoint_id,
+                exc,
+            )
 
     def checkpoint_aborted(self, checkpoint_id: int) -> None:
         self._pending.pop(checkpoint_id, None)

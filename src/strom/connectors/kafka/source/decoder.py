@@ -8,7 +8,10 @@ when the schema defines it.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
+
+from confluent_kafka import Message
 
 from strom.connectors.kafka.source.badrecords import BadRecordHandler
 from strom.connectors.kafka.source.records import KafkaRecord, has_end_of_stream
@@ -16,6 +19,11 @@ from strom.connectors.kafka.source.records import KafkaRecord, has_end_of_stream
 __all__ = ["Decoded", "Decoder"]
 
 T = TypeVar("T")
+
+# unbound C methods: ``map`` over them runs without a Python frame per record
+_value_of = Message.value
+_timestamp_of = Message.timestamp
+_second = itemgetter(1)
 
 
 def to_record(msg: Any) -> KafkaRecord:
@@ -62,13 +70,13 @@ class Decoder(Generic[T]):
         offsets: list[int] | None = None  # None: values[i] came from msgs[i]
         if self._batch is not None:
             try:
-                values = self._batch([m.value() for m in msgs])
+                values = self._batch(list(map(_value_of, msgs)))
             except Exception:
                 values = None  # find and handle the bad record(s) one by one below
         if values is None:
             values, timestamps, offsets = self._one_by_one(msgs)
         else:
-            timestamps = [m.timestamp()[1] for m in msgs]
+            timestamps = list(map(_second, map(_timestamp_of, msgs)))
         if self._eos:
             end = self._schema.is_end_of_stream
             for i, value in enumerate(values):

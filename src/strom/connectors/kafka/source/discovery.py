@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,12 @@ from confluent_kafka.admin import AdminClient
 from strom.connectors.kafka.config import without_consumer_settings
 from strom.connectors.kafka.errors import KafkaSourceError
 
-__all__ = ["PartitionDiscoverer", "TopicSubscription", "fetch_partition_counts"]
+__all__ = [
+    "PartitionDiscoverer",
+    "TopicSubscription",
+    "fetch_partition_counts",
+    "fetch_subscribed_counts",
+]
 
 log = logging.getLogger("strom.connectors.kafka.source")
 
@@ -49,17 +55,43 @@ class TopicSubscription:
         return f"pattern {self.pattern.pattern!r}"
 
 
-def fetch_partition_counts(client: Any, timeout: float) -> dict[str, int]:
-    """``{topic: partition count}`` from one metadata request (topics in error are left out)."""
+def fetch_partition_counts(
+    client: Any, timeout: float, errors: dict[str, str] | None = None
+) -> dict[str, int]:
+    """``{topic: partition count}`` from one metadata request. Topics in error are left out
+    (and put in ``errors`` with their error, if given)."""
     try:
         meta = client.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise KafkaSourceError(f"cannot fetch topic metadata: {exc}") from exc
-    return {
-        name: len(info.partitions)
-        for name, info in meta.topics.items()
-        if info.error is None and info.partitions
-    }
+    counts: dict[str, int] = {}
+    for name, info in meta.topics.items():
+        if info.error is None and info.partitions:
+            counts[name] = len(info.partitions)
+        elif errors is not None:
+            errors[name] = str(info.error) if info.error is not None else "no partitions"
+    return counts
+
+
+def fetch_subscribed_counts(
+    client: Any, subscription: TopicSubscription, timeout: float
+) -> dict[str, int]:
+    """Partition counts of the subscribed topics. Every topic of a fixed list must exist: one
+    in error (a leader election, a topic still being created) is asked for again until
+    ``timeout``; one absent, or still in error then, fails naming it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        errors: dict[str, str] = {}
+        counts = subscription.select(fetch_partition_counts(client, timeout, errors))
+        missing = [t for t in subscription.topics or () if t not in counts]
+        retry = [t for t in missing if t in errors]
+        if not retry or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if missing:
+        why = ", ".join(f"{t} ({errors.get(t, 'does not exist')})" for t in missing)
+        raise KafkaSourceError(f"KafkaSource: topics missing: {why}")
+    return counts
 
 
 class PartitionDiscoverer:
@@ -91,12 +123,14 @@ class PartitionDiscoverer:
         self._stop.set()
 
     def _run(self) -> None:
-        admin = AdminClient(self._conf)
         failures = 0
+        admin: AdminClient | None = None
         while not self._stop.wait(self._interval):
             try:
+                if admin is None:
+                    admin = AdminClient(self._conf)
                 counts = fetch_partition_counts(admin, self._timeout)
-            except KafkaSourceError as exc:
+            except Exception as exc:  # a dead thread would end discovery silently: go on
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
                     log.warning("partition discovery failed (%d in a row): %s", failures, exc)

@@ -6,9 +6,11 @@ sentinels: the first checkpoint then records where reading really began, so a re
 after the start resumes there rather than at a "latest" that has moved on. Only "earliest" is
 kept as the :data:`~strom.connectors.kafka.source.split.EARLIEST` sentinel, which stays right.
 
-* ``EARLIEST`` / ``LATEST`` — the log start / end offset (ListOffsets).
+* ``EARLIEST`` — the log start; ``LATEST`` — the end of the partition at assignment: the last
+  stable offset under ``read_committed`` (the default), the high watermark under
+  ``read_uncommitted`` (``lookup`` explains how it is found, and why not by ListOffsets).
 * ``GROUP_OFFSETS`` (default) — the group's committed offset; partitions without one follow
-  ``auto.offset.reset`` (Kafka's default: latest).
+  ``auto.offset.reset`` (Kafka's default: latest, i.e. the end as for ``LATEST``).
 * ``SPECIFIC_OFFSETS`` — the given offset per ``(topic, partition)``; partitions not given
   fall back to ``GROUP_OFFSETS``.
 * ``TIMESTAMP`` — the first record with a timestamp >= the given one; the end of the
@@ -24,10 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
 from strom.connectors.kafka.errors import KafkaSourceError
-from strom.connectors.kafka.source.split import EARLIEST
+from strom.connectors.kafka.source.lookup import OffsetLookup
+from strom.connectors.kafka.source.split import EARLIEST, split_id
 from strom.errors import InvalidJobError
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
 ]
 
 TP = tuple[str, int]
-
-# ListOffsets "timestamps" that mean the log end and the log start.
-_LATEST_TS = -1
-_EARLIEST_TS = -2
 
 
 class StartupMode(enum.Enum):
@@ -70,10 +67,11 @@ class StartupMode(enum.Enum):
 class StoppingOffsets:
     """Where a bounded source stops (exclusive). Build with the class methods.
 
-    ``latest()`` stops at the end offsets seen when the partition is first assigned;
-    ``offsets({(topic, partition): offset})`` at given offsets (partitions not given stop at
-    their end offset at start); ``timestamp(ms)`` before the first record with a timestamp
-    >= ``ms`` (at the end offset at start when there is none).
+    ``latest()`` stops at each partition's end when it is first assigned (the last stable
+    offset under ``read_committed``, else the high watermark); ``at_offsets({(topic,
+    partition): offset})`` at given offsets (partitions not given: at their end at
+    assignment); ``at_timestamp(ms)`` before the first record with a timestamp >= ``ms`` (at
+    the end at assignment when there is none).
     """
 
     kind: str
@@ -124,84 +122,50 @@ def check_specific_offsets(offsets: Mapping[Any, Any]) -> dict[TP, int]:
 # -- resolution against the broker ------------------------------------------------------------
 
 
-def _list_offsets(
-    consumer: Consumer, partitions: Sequence[TP], timestamp: int, timeout: float
-) -> dict[TP, int]:
-    """ListOffsets for one timestamp (or -1 latest / -2 earliest) over many partitions."""
-    if not partitions:
-        return {}
-    request = [TopicPartition(t, p, timestamp) for t, p in partitions]
-    try:
-        answer = consumer.offsets_for_times(request, timeout=timeout)
-    except KafkaException as exc:
-        raise KafkaSourceError(f"cannot list offsets of {list(partitions)}: {exc}") from exc
-    out: dict[TP, int] = {}
-    for tp in answer:
-        if tp.error is not None:
-            raise KafkaSourceError(f"cannot list offsets of {tp.topic}-{tp.partition}: {tp.error}")
-        out[(tp.topic, tp.partition)] = tp.offset
-    return out
-
-
-def end_offsets(consumer: Consumer, partitions: Sequence[TP], timeout: float) -> dict[TP, int]:
-    return _list_offsets(consumer, partitions, _LATEST_TS, timeout)
-
-
-def _committed(consumer: Consumer, partitions: Sequence[TP], timeout: float) -> dict[TP, int]:
-    if not partitions:
-        return {}
-    try:
-        answer = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout)
-    except KafkaException as exc:
-        raise KafkaSourceError(f"cannot fetch committed offsets: {exc}") from exc
-    return {(tp.topic, tp.partition): tp.offset for tp in answer if tp.offset >= 0}
-
-
 def resolve_start_offsets(
-    consumer: Consumer,
+    lookup: OffsetLookup,
     partitions: Sequence[TP],
     *,
     mode: StartupMode,
     reset_strategy: str,
     specific: Mapping[TP, int] | None = None,
     timestamp_ms: int | None = None,
-    timeout: float = 30.0,
 ) -> dict[TP, int]:
     """The start offset of each partition under ``mode`` (EARLIEST stays a sentinel)."""
     parts = list(partitions)
     if mode is StartupMode.EARLIEST:
         return dict.fromkeys(parts, EARLIEST)
     if mode is StartupMode.LATEST:
-        return end_offsets(consumer, parts, timeout)
+        return lookup.ends(parts)
     if mode is StartupMode.TIMESTAMP:
         assert timestamp_ms is not None
-        found = _list_offsets(consumer, parts, timestamp_ms, timeout)
+        found = lookup.for_timestamp(parts, timestamp_ms)
         # no record at or after the timestamp: start at the end, like Flink
-        missing = [tp for tp, off in found.items() if off < 0]
-        found.update(end_offsets(consumer, missing, timeout))
+        found.update(lookup.ends([tp for tp in parts if tp not in found]))
         return found
     out: dict[TP, int] = {}
     if mode is StartupMode.SPECIFIC_OFFSETS:
         given = specific or {}
         out.update({tp: given[tp] for tp in parts if tp in given})
     rest = [tp for tp in parts if tp not in out]
-    out.update(_committed(consumer, rest, timeout))
+    out.update(lookup.committed(rest))
     without = [tp for tp in rest if tp not in out]
     if without:
         if reset_strategy == "earliest":
             out.update(dict.fromkeys(without, EARLIEST))
         elif reset_strategy == "latest":
-            out.update(end_offsets(consumer, without, timeout))
+            out.update(lookup.ends(without))
         else:
+            names = ", ".join(split_id(t, p) for t, p in sorted(without))
             raise KafkaSourceError(
-                f"no committed offset for {sorted(without)} and auto.offset.reset is "
+                f"no committed offset for {names} and auto.offset.reset is "
                 f"{reset_strategy!r}; commit offsets for the group or choose another strategy"
             )
     return out
 
 
 def resolve_stopping_offsets(
-    consumer: Consumer, partitions: Sequence[TP], stopping: StoppingOffsets, timeout: float
+    lookup: OffsetLookup, partitions: Sequence[TP], stopping: StoppingOffsets
 ) -> dict[TP, int]:
     """The exclusive stopping offset of each partition."""
     parts = list(partitions)
@@ -210,8 +174,6 @@ def resolve_stopping_offsets(
         out.update({tp: stopping.offsets[tp] for tp in parts if tp in stopping.offsets})
     elif stopping.kind == "timestamp":
         assert stopping.timestamp_ms is not None
-        found = _list_offsets(consumer, parts, stopping.timestamp_ms, timeout)
-        out.update({tp: off for tp, off in found.items() if off >= 0})
-    rest = [tp for tp in parts if tp not in out]
-    out.update(end_offsets(consumer, rest, timeout))
+        out.update(lookup.for_timestamp(parts, stopping.timestamp_ms))
+    out.update(lookup.ends([tp for tp in parts if tp not in out]))
     return out

@@ -15,25 +15,27 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 import uuid
+from bisect import bisect_left
 from collections import deque
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
 from strom.connectors.base import Batch, ReaderContext, SourceReader
 from strom.connectors.kafka.errors import KafkaSourceError
 from strom.connectors.kafka.source.assignment import split_owner
 from strom.connectors.kafka.source.badrecords import BadRecordHandler
+from strom.connectors.kafka.source.client import ClientErrors, client_config, close_consumer
 from strom.connectors.kafka.source.commits import OffsetCommitter
 from strom.connectors.kafka.source.decoder import Decoded, Decoder
-from strom.connectors.kafka.source.discovery import PartitionDiscoverer, fetch_partition_counts
-from strom.connectors.kafka.source.offsets import (
-    resolve_start_offsets,
-    resolve_stopping_offsets,
-)
+from strom.connectors.kafka.source.discovery import PartitionDiscoverer, fetch_subscribed_counts
+from strom.connectors.kafka.source.lag import LagTracker
+from strom.connectors.kafka.source.lookup import OffsetLookup
+from strom.connectors.kafka.source.offsets import resolve_start_offsets, resolve_stopping_offsets
 from strom.connectors.kafka.source.split import EARLIEST, KafkaPartitionSplit, parse_state_entry
 
 if TYPE_CHECKING:
@@ -45,8 +47,12 @@ log = logging.getLogger("strom.connectors.kafka.source")
 T = TypeVar("T")
 TP = tuple[str, int]
 
-_LAG_REFRESH = 1.0  # seconds between lag updates of partitions that return nothing
-_WARN_EVERY = 30.0  # seconds between repeated warnings about the same client error
+_error_of = Message.error
+_topic_of = Message.topic
+_partition_of = Message.partition
+_offset_of: Any = Message.offset
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 class KafkaSourceReader(SourceReader[T], Generic[T]):
@@ -55,80 +61,78 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
         self._ctx = ctx
         self._me = ctx.subtask_index
         self._n = ctx.parallelism
+        self._name = f"{ctx.operator_name}[{ctx.subtask_index}]"
+        # names the client in broker logs
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", ctx.operator_name).strip("_")
+        self._client_id = f"strom-{slug}-{ctx.subtask_index}"
         self._max_wait = ctx.max_poll_wait
         self._timeout = source.request_timeout_ms / 1000
+        # a made-up group id is never committed to (auto-commit is off without group_id)
+        self._group = source.group_id or f"strom-uncommitted-{uuid.uuid4().hex}"
         self._splits: dict[TP, KafkaPartitionSplit] = {}
         self._known: dict[str, int] = {}  # partition counts of subscribed topics seen so far
         self._pending: deque[tuple[KafkaPartitionSplit, Decoded[T]]] = deque()
-        self._fatal: ClientError | None = None
-        self._warned: dict[int, float] = {}
         self._wake = threading.Event()
-        self._lag: dict[TP, int] = {}
-        self._next_lag = 0.0
         self._discoverer: PartitionDiscoverer | None = None
         self._consumer: Consumer | None = None
+        self._bad: BadRecordHandler | None = None
+        self._errors = ClientErrors(self._name)
         metrics = ctx.metrics.add_group("kafka")
-        self._metrics = metrics
+        self._lag = LagTracker(metrics)
         self._committer = OffsetCommitter(
             group=source.group_id is not None,
-            auto_commit=source.auto_commit,
+            # with checkpointing, offsets are committed when checkpoints complete, never by
+            # the client on its own (Flink ignores enable.auto.commit then too)
+            auto_commit=source.auto_commit and not ctx.checkpointing,
             on_checkpoint=source.commit_offsets_on_checkpoint,
             metrics=metrics,
             is_finished=lambda key: self._splits[key].finished,
-            checkpointing=ctx.checkpointing,
         )
         self._discovered = metrics.counter("partitions_discovered")
-        # gauges are read from other threads: copy (atomically, under the GIL) before iterating
-        metrics.gauge(
-            "assigned_partitions", lambda: sum(not s.finished for s in list(self._splits.values()))
-        )
-        metrics.gauge("lag_max", lambda: max(list(self._lag.values()), default=0))
+        metrics.gauge("assigned_partitions", self._assigned)
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def _consumer_config(self) -> dict[str, Any]:
-        src = self._src
-        group = src.group_id or f"strom-uncommitted-{uuid.uuid4().hex}"
-        conf = src.properties.client_config()
+    def _consumer_config(self, client: dict[str, Any]) -> dict[str, Any]:
+        conf = dict(client)
         conf.update(
             {
-                "group.id": group,
                 # offsets are stored by the reader only after their records were processed
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
-                "error_cb": self._on_client_error,
+                "error_cb": self._errors.on_error,
                 "on_commit": self._committer.on_commit,
             }
         )
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", self._ctx.operator_name).strip("_")
-        conf.setdefault("client.id", f"strom-{name}-{self._me}")  # names it in broker logs
-        conf.setdefault("logger", logging.getLogger("strom.connectors.kafka.librdkafka"))
-        if src.group_id is None:
-            conf["enable.auto.commit"] = False  # a made-up group id is never committed to
+        if not self._committer.auto_commit:
+            # also keeps close() from a synchronous final commit that can wait on the broker
+            conf["enable.auto.commit"] = False
         return conf
 
     def open(self, restored_state: list[Any] | None) -> None:
         src = self._src
-        self._consumer = self._committer.consumer = consumer = Consumer(self._consumer_config())
+        client = client_config(src.properties, self._group, src.reset_strategy, self._client_id)
+        try:
+            consumer = Consumer(self._consumer_config(client))
+        except KafkaException as exc:
+            why = src.properties.scrub(str(exc))
+            raise KafkaSourceError(f"{self._name}: cannot create the consumer: {why}") from None
+        self._consumer = self._committer.consumer = consumer
         self._bad = BadRecordHandler(src.bad_record_policy, self._ctx, src.properties)
         self._decoder: Decoder[T] = Decoder(src.schema, src.is_record_schema, self._bad)
         self._decoder.open()
-        counts = src.subscription.select(fetch_partition_counts(consumer, self._timeout))
-        missing = [t for t in src.subscription.topics or () if t not in counts]
-        if missing:
-            raise KafkaSourceError(f"KafkaSource: topics {missing} do not exist")
+        counts = fetch_subscribed_counts(consumer, src.subscription, self._timeout)
         self._known = dict(counts)
         owned = [(t, p) for t, n in sorted(counts.items()) for p in range(n) if self._owns(t, p)]
-        splits: dict[TP, KafkaPartitionSplit] = {}
+        lookup = OffsetLookup(consumer, client, self._timeout)
         if restored_state is None:
             starts = resolve_start_offsets(
-                consumer,
+                lookup,
                 owned,
                 mode=src.startup_mode,
                 reset_strategy=src.reset_strategy,
                 specific=src.specific_offsets,
                 timestamp_ms=src.startup_timestamp,
-                timeout=self._timeout,
             )
             splits = {tp: KafkaPartitionSplit(*tp, starts[tp]) for tp in owned}
         else:
@@ -137,7 +141,7 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
                 splits.setdefault(tp, KafkaPartitionSplit(*tp, EARLIEST))
         if src.stopping is not None:
             unresolved = [tp for tp, s in splits.items() if s.stopping_offset is None]
-            stops = resolve_stopping_offsets(consumer, unresolved, src.stopping, self._timeout)
+            stops = resolve_stopping_offsets(lookup, unresolved, src.stopping)
             for tp in unresolved:
                 splits[tp].stopping_offset = stops[tp]
         self._add_splits(list(splits.values()))
@@ -163,9 +167,8 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
             self._known[split.topic] = max(self._known.get(split.topic, 0), split.partition + 1)
         if dropped:
             log.info(
-                "%s[%d]: dropping restored offsets of topics no longer subscribed: %s",
-                self._ctx.operator_name,
-                self._me,
+                "%s: dropping restored offsets of topics no longer subscribed: %s",
+                self._name,
                 sorted(dropped),
             )
         return splits
@@ -173,30 +176,34 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
     def close(self) -> None:
         if self._discoverer is not None:
             self._discoverer.stop()
-        bad = getattr(self, "_bad", None)
-        if bad is not None:
-            bad.close()
-        if self._consumer is not None:
-            # with auto-commit on (checkpointing off) this commits the stored offsets
-            self._consumer.close()
-            self._consumer = None
+        if self._bad is not None:
+            self._bad.close()
+        consumer, self._consumer = self._consumer, None
+        self._committer.consumer = None
+        if consumer is not None:
+            # without checkpointing (auto-commit on) this commits the stored offsets
+            close_consumer(consumer, self._timeout, self._name)
 
     def wakeup(self) -> None:
         self._wake.set()
 
     def is_idle(self) -> bool:
-        return not any(not s.finished for s in self._splits.values())
+        return all(s.finished for s in self._splits.values())
 
     def active_splits(self) -> list[str] | None:
         return [s.id for s in self._splits.values() if not s.finished]
 
+    def _assigned(self) -> int:
+        # read by metric reporters on other threads: iterate a copy
+        return sum(not s.finished for s in list(self._splits.values()))
+
     # -- reading --------------------------------------------------------------------------
 
     def poll(self, max_records: int) -> list[T] | Batch[T] | None:
-        if self._fatal is not None:
-            raise KafkaSourceError(f"Kafka consumer failed: {self._fatal}")
+        self._errors.raise_fatal()
         consumer = self._consumer
         assert consumer is not None, "poll() before open()"
+        assert self._bad is not None
         self._committer.store_processed()
         if self._discoverer is not None:
             counts = self._discoverer.take()
@@ -212,83 +219,113 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
                 return []
             self._fetch(consumer, max_records)
         if not self._pending:
-            self._refresh_lag(consumer)
+            self._lag.refresh(consumer, list(self._splits.values()))
             return []
         split, decoded = self._pending.popleft()
         return self._emit(split, decoded)
 
     def _fetch(self, consumer: Consumer, max_records: int) -> None:
-        runs: dict[TP, list[Any]] = {}
-        splits = self._splits
+        """One ``consume``: records grouped into a run per partition (librdkafka keeps each
+        partition's records in order), cut at stopping offsets, decoded into ``_pending``."""
         # Any: the stubs type topic()/partition() as optional, which they are not for fetched
-        # records, and this loop is too hot for per-record checks
+        # records. Per-record work runs in C (map, zip, groupby): this is the hot path.
         msgs: list[Any] = consumer.consume(max_records, self._max_wait)
-        for msg in msgs:
-            err = msg.error()
-            key = (msg.topic(), msg.partition())
-            split = splits.get(key)
-            if err is not None:
-                if err.code() == ClientError._PARTITION_EOF:
-                    if split is not None:
-                        self._on_end_of_partition(split, msg.offset(), runs)
+        if not msgs:
+            return
+        stopped: list[KafkaPartitionSplit] = []
+        # any(): a KafkaError is true, and comparing one with None raises (so no count(None))
+        if any(map(_error_of, msgs)):
+            # end-of-partition events or errors among the records (rare at volume: they come
+            # when a partition is caught up)
+            records = []
+            for msg in msgs:
+                if msg.error() is None:
+                    records.append(msg)
                 else:
-                    self._on_client_error(err)
-                continue
+                    self._on_event(msg, stopped)
+            msgs = records
+        keys: list[Any] = list(zip(map(_topic_of, msgs), map(_partition_of, msgs), strict=True))
+        runs: dict[TP, list[Any]] = {}
+        if keys and keys.count(keys[0]) == len(keys):
+            runs[keys[0]] = msgs  # the usual case: one partition's fetched batch
+        else:
+            for k, group in groupby(zip(keys, msgs, strict=True), key=_first):
+                runs.setdefault(k, []).extend(map(_second, group))
+        splits = self._splits
+        for k, run in runs.items():
+            split = splits.get(k)
             if split is None or split.finished:
                 continue  # already unassigned: a stopped partition's last fetched records
             stop = split.stopping_offset
-            if stop is not None and msg.offset() >= stop:
+            if stop is not None and run[-1].offset() >= stop:
                 split.stop_seen = True
-                continue
-            run = runs.get(key)
-            if run is None:
-                runs[key] = [msg]
-            else:
-                run.append(msg)
-        for key, run in runs.items():
-            split = splits[key]
+                del run[bisect_left(run, stop, key=_offset_of) :]
+                if not run:
+                    stopped.append(split)
+                    continue
             self._pending.append((split, self._decoder.decode(run)))
-        for split in list(splits.values()):
-            if split.stop_seen and not split.finished and split.key not in runs:
-                self._finish(split)
-        if self._fatal is not None:
-            raise KafkaSourceError(f"Kafka consumer failed: {self._fatal}")
+        for split in stopped:
+            # nothing of it left to emit: finish now (with records pending, _emit does)
+            if not split.finished and not any(s is split for s, _ in self._pending):
+                self._finish(split, at_stop=True)
+        self._errors.raise_fatal()
+
+    def _on_event(self, msg: Any, stopped: list[KafkaPartitionSplit]) -> None:
+        """An error or end-of-partition event ``consume`` returned instead of a record."""
+        err: ClientError = msg.error()
+        topic = msg.topic()
+        if topic is None:
+            self._errors.on_error(err)  # about the client, not a partition
+            return
+        split = self._splits.get((topic, msg.partition()))
+        if split is None or split.finished:
+            return
+        code = err.code()
+        if code == ClientError._PARTITION_EOF:
+            stop = split.stopping_offset
+            if stop is not None and msg.offset() >= stop:
+                # past the stop there is nothing but (maybe) transaction markers
+                split.stop_seen = True
+                stopped.append(split)
+            else:
+                self._lag.caught_up(split.key)
+        elif code == ClientError._AUTO_OFFSET_RESET:
+            raise KafkaSourceError(
+                f"{self._name}: offset {msg.offset()} of {split.id} is out of range and "
+                f"auto.offset.reset is 'error': {err.str()}"
+            )
+        else:
+            self._errors.on_error(err, split.id)
 
     def _emit(self, split: KafkaPartitionSplit, decoded: Decoded[T]) -> Batch[T] | list[T]:
         split.next_offset = decoded.next_offset
-        if (
-            decoded.ended
-            or split.stop_seen
-            or (split.stopping_offset is not None and split.next_offset >= split.stopping_offset)
-        ):
-            self._finish(split)
-        self._committer.emitted(split.key, split.next_offset)
-        self._update_lag(split)
+        stop = split.stopping_offset
+        if decoded.ended:
+            self._finish(split, at_stop=False)
+        elif split.stop_seen or (stop is not None and split.next_offset >= stop):
+            self._finish(split, at_stop=True)
+        else:
+            self._committer.emitted(split.key, split.next_offset)
+            self._lag.update(self._consumer, split)
         if not decoded.values:
             return []
         return Batch(decoded.values, decoded.timestamps, split.id)
 
-    def _on_end_of_partition(self, split: KafkaPartitionSplit, offset: int, runs: Any) -> None:
-        stop = split.stopping_offset
-        if stop is not None and offset >= stop:
-            # past the stop there is nothing but (maybe) transaction markers
-            split.stop_seen = True
-        elif split.key not in runs:
-            self._lag[split.key] = 0
-
-    def _finish(self, split: KafkaPartitionSplit) -> None:
+    def _finish(self, split: KafkaPartitionSplit, *, at_stop: bool) -> None:
+        """Stop reading ``split``: at its stopping offset, or (``at_stop=False``) at an
+        end-of-stream element, where the position stays so a restore stops there again."""
         split.finished = True
         stop = split.stopping_offset
-        if stop is not None and split.next_offset < stop:
+        if at_stop and stop is not None and split.next_offset < stop:
             split.next_offset = stop  # only markers or skipped records lay in between
-        self._lag[split.key] = 0
+        self._lag.caught_up(split.key)
         self._committer.emitted(split.key, split.next_offset)
         if self._consumer is not None:
             try:
                 self._consumer.incremental_unassign([TopicPartition(*split.key)])
             except KafkaException as exc:
-                log.debug("unassign %s: %s", split.id, exc)
-        log.info("%s[%d]: partition %s finished", self._ctx.operator_name, self._me, split.id)
+                log.debug("%s: unassigning %s: %s", self._name, split.id, exc)
+        log.info("%s: partition %s finished at offset %d", self._name, split.id, split.next_offset)
 
     def _done(self) -> bool:
         if self._src.stopping is not None:
@@ -307,12 +344,13 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
         for split in splits:
             self._splits[split.key] = split
             stop = split.stopping_offset
+            # EARLIEST (< 0) is at or past a stop of 0 too: nothing to read
             if stop is not None and (split.next_offset >= stop or stop == 0):
                 split.finished = True
                 split.next_offset = max(split.next_offset, stop)
                 continue
             active.append(TopicPartition(split.topic, split.partition, split.next_offset))
-            self._metrics.gauge(f"lag.{split.id}", _LagGauge(self._lag, split.key))
+            self._lag.track(split)
         if active and self._consumer is not None:
             self._consumer.incremental_assign(active)
 
@@ -323,7 +361,7 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
             if count <= before:
                 continue
             self._known[topic] = count
-            log.info("discovered partitions %d..%d of topic %s", before, count - 1, topic)
+            log.info("%s: discovered partitions %d..%d of %s", self._name, before, count - 1, topic)
             for p in range(before, count):
                 if self._owns(topic, p) and (topic, p) not in self._splits:
                     new.append(KafkaPartitionSplit(topic, p, EARLIEST))
@@ -331,62 +369,20 @@ class KafkaSourceReader(SourceReader[T], Generic[T]):
             self._discovered.inc(len(new))
             self._add_splits(new)
 
-    # -- offsets --------------------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------
 
     def snapshot_state(self, checkpoint_id: int) -> list[Any]:
-        self._bad.snapshot_state(checkpoint_id)
+        if self._bad is not None:
+            self._bad.snapshot_state(checkpoint_id)
         self._committer.snapshot(
             checkpoint_id, {s.key: s.next_offset for s in self._splits.values()}
         )
         return [s.state_entry() for s in self._splits.values()]
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        self._bad.notify_checkpoint_complete(checkpoint_id)
+        if self._bad is not None:
+            self._bad.notify_checkpoint_complete(checkpoint_id)
         self._committer.checkpoint_complete(checkpoint_id)
 
     def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         self._committer.checkpoint_aborted(checkpoint_id)
-
-    def _on_client_error(self, err: ClientError) -> None:
-        if err.fatal():
-            self._fatal = err
-            return
-        now = time.monotonic()
-        if now - self._warned.get(err.code(), -_WARN_EVERY) >= _WARN_EVERY:
-            self._warned[err.code()] = now
-            log.warning("%s[%d]: Kafka client error: %s", self._ctx.operator_name, self._me, err)
-
-    # -- lag ------------------------------------------------------------------------------
-
-    def _update_lag(self, split: KafkaPartitionSplit) -> None:
-        consumer = self._consumer
-        if consumer is None or split.finished:
-            return
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(*split.key), cached=True)
-        except KafkaException:
-            return
-        position = split.next_offset if split.next_offset >= 0 else low
-        if high >= 0 and position >= 0:
-            self._lag[split.key] = max(0, high - position)
-
-    def _refresh_lag(self, consumer: Consumer) -> None:
-        now = time.monotonic()
-        if now < self._next_lag:
-            return
-        self._next_lag = now + _LAG_REFRESH
-        for split in self._splits.values():
-            self._update_lag(split)
-
-
-class _LagGauge:
-    """A picklable gauge: the last known lag of one partition."""
-
-    __slots__ = ("key", "lag")
-
-    def __init__(self, lag: dict[TP, int], key: TP) -> None:
-        self.lag = lag
-        self.key = key
-
-    def __call__(self) -> int:
-        return self.lag.get(self.key, 0)

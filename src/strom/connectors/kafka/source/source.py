@@ -134,7 +134,14 @@ class KafkaSource(Source[T], Generic[T]):
                 "StartupMode.GROUP_OFFSETS (the default) needs group_id; "
                 "give one or choose another startup_mode"
             )
-        self.reset_strategy = normalize_reset_strategy(props.get("auto.offset.reset", "latest"))
+        # Where a partition without a committed offset starts (GROUP_OFFSETS), and where the
+        # client resumes when a position is out of range (retention deleted the records of a
+        # restored offset). Kafka's default is latest; an EARLIEST job resumes at the log start
+        # instead of skipping to the end, as Flink's OffsetsInitializer.earliest() does.
+        default_reset = "earliest" if mode is StartupMode.EARLIEST else "latest"
+        self.reset_strategy = normalize_reset_strategy(
+            props.get("auto.offset.reset", default_reset)
+        )
         self.auto_commit = self.group_id is not None and _bool(
             props.get("enable.auto.commit", True)
         )

@@ -70,7 +70,7 @@ def parse_state_entry(entry: Any) -> KafkaPartitionSplit:
         and partition >= 0
         and isinstance(offset, int)
         and (offset >= 0 or offset == EARLIEST)
-        and (stop is None or isinstance(stop, int))
+        and (stop is None or (isinstance(stop, int) and stop >= 0))
     )
     if not valid:
         raise ValueError(f"KafkaSource cannot restore from state entry {entry!r}")
