@@ -3,7 +3,7 @@
     strom run kafka_keyed_count.py -- BOOTSTRAP IN_TOPIC OUT_TOPIC WORKDIR GUARANTEE PREFIX
 
 Reads IN_TOPIC from the earliest offsets until an ``END`` record in every partition (an
-end-of-stream marker, not bounded mode: Tansu answers ListOffsets "latest" wrongly), counts words
+end-of-stream marker, so the job exercises the deserializer's end of stream), counts words
 per key and writes one record per update to OUT_TOPIC: key = the word, value = "word,count".
 GUARANTEE is at_least_once or exactly_once (transactional ids start with PREFIX).
 Checkpoints go to WORKDIR/ckpt.

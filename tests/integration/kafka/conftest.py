@@ -38,11 +38,10 @@ Pitfall: noida-db enforces time retention by *record timestamp* (Kafka's default
 records with old timestamps (2020, say) are deleted within a second or two of being written.
 Give records explicit timestamps only close to now, e.g. ``int(time.time() * 1000) - 60_000 + i``.
 
-Pitfall: ``KafkaSource(bounded=True)`` (= ``StoppingOffsets.latest()``) and
-``startup_mode="latest"`` rely on ListOffsets "latest", which Tansu answers wrongly (it stops
-early / starts too soon). On every broker, bound a source with the fetch-reported ends instead:
-``StoppingOffsets.at_offsets({(topic, p): end for p, end in broker.high_watermarks(topic)
-.items()})``, or mark the test ``kafka_needs("list_offsets_latest")``.
+Note: ``KafkaSource(bounded=True)`` and ``startup_mode="latest"`` work on every broker: the
+source finds partition ends by reading to librdkafka's end-of-partition signal, not through
+ListOffsets "latest" (which Tansu answers wrongly; the ``list_offsets_latest`` capability only
+matters to tests of that request itself).
 
 ``STROM_KAFKA_BOOTSTRAP=host:port`` runs the whole suite against that broker instead (a real
 Kafka), treated as having every capability.

@@ -71,7 +71,9 @@ def test_a_stalled_partition_holds_event_time_back_until_idle(
     write(broker, topic, 1, [t0])  # then silent
     strategy: Any = WatermarkStrategy.for_monotonous_timestamps()
     if idleness:
-        strategy = strategy.with_idleness(300)
+        # long enough that partition 1's one record is surely read before the partition counts
+        # as idle, even on a loaded machine (it failed once under CI load at 300 ms)
+        strategy = strategy.with_idleness(2_000)
     stop = threading.Event()
 
     def keep_partition_0_live() -> None:
@@ -85,7 +87,7 @@ def test_a_stalled_partition_holds_event_time_back_until_idle(
     feeder = threading.Thread(target=keep_partition_0_live, daemon=True)
     feeder.start()
     try:
-        counts = window_counts(broker, topic, 1, strategy, wait=10.0 if idleness else 1.5)
+        counts = window_counts(broker, topic, 1, strategy, wait=20.0 if idleness else 1.5)
     finally:
         stop.set()
         feeder.join(5)
