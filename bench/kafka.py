@@ -15,6 +15,11 @@ time is wall-clock from start until every output record is acknowledged. The inp
 stop at (Tansu's ListOffsets "latest" is wrong, so bounded mode cannot be used there).
 Output record counts must agree between variants. Brokers come from the Kafka test suite
 (``tests/integration/kafka/brokers.py``).
+
+``--repeat N`` runs N rounds of all variants (each round starting at another variant), waiting
+for the broker to go idle before every run; the table shows the best and the median wall-time
+ratio and the median CPU seconds of the job process and of the broker. On a shared two-core
+machine a single ~1 s job varies by ±50%: compare medians of several rounds and CPU seconds.
 """
 
 from __future__ import annotations
@@ -254,7 +259,42 @@ def run_variant(variant: str, bootstrap: str, src: str, tmp: str) -> tuple[float
     return time.perf_counter() - start, n
 
 
+def _warm_imports() -> None:
+    """Import what ``strom_job`` uses before any variant is timed: otherwise the first strom
+    variant pays about half a second of imports (with ``--repeat 1`` that skews its ratio)."""
+    import strom.connectors.kafka
+    import strom.connectors.kafka.sink.exactly_once
+    import strom.connectors.kafka.sink.writer
+    import strom.eventtime
+    import strom.formats
+    import strom.functions
+    import strom.windowing  # noqa: F401
+
+
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _settle(pid: int, limit: float = 20.0) -> None:
+    """Wait until the broker is idle: it keeps working for a second or so after a job (noida-db
+    especially), which would otherwise be charged to the next variant."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pid)
+        time.sleep(0.3)
+        if _cpu_seconds(pid) - before < 0.015:
+            return
+
+
 def main(suite: str, records: int, repeat: int) -> list[dict[str, Any]]:
+    """Runs the suite's variants in rounds — each round runs every variant once, starting at
+    a different one — with the broker idle before each run; per variant the best and the
+    median wall time, and the median CPU seconds of this process (the job and its clients'
+    threads) and of the broker."""
+    import statistics
     import tempfile
 
     from brokers import start_noida, start_tansu
@@ -262,36 +302,48 @@ def main(suite: str, records: int, repeat: int) -> list[dict[str, Any]]:
     # kafka-eo runs on noida-db (faithful transactions); STROM_BENCH_BROKER=tansu measures the
     # same protocol cost at volume on Tansu.
     broker = os.environ.get("STROM_BENCH_BROKER") or ("noida" if suite == "kafka-eo" else "tansu")
+    _warm_imports()
     proc = (start_noida if broker == "noida" else start_tansu)()
-    rows = []
+    variants = VARIANTS[suite]
+    runs: dict[str, list[tuple[float, float, float, int]]] = {v: [] for v in variants}
     try:
         src = load_input(proc.bootstrap, records)
         with tempfile.TemporaryDirectory() as tmp:
-            for variant in VARIANTS[suite]:
-                best, n = float("inf"), -1
-                for _ in range(repeat):
+            for round_ in range(repeat):
+                k = round_ % len(variants)
+                for variant in variants[k:] + variants[:k]:
+                    _settle(proc.pid)
+                    cpu, broker_cpu = time.process_time(), _cpu_seconds(proc.pid)
                     seconds, n = run_variant(variant, proc.bootstrap, src, tmp)
-                    best = min(best, seconds)
-                rows.append(
-                    {
-                        "variant": variant,
-                        "seconds": best,
-                        "records_per_s": records / best,
-                        "output_records": n,
-                        "broker": proc.name,
-                    }
-                )
+                    cpu = time.process_time() - cpu
+                    runs[variant].append((seconds, cpu, _cpu_seconds(proc.pid) - broker_cpu, n))
     finally:
         proc.stop()
+    rows = []
+    for variant, done in runs.items():
+        best = min(r[0] for r in done)
+        rows.append(
+            {
+                "variant": variant,
+                "seconds": best,
+                "records_per_s": records / best,
+                "median_seconds": statistics.median(r[0] for r in done),
+                "cpu_seconds": statistics.median(r[1] for r in done),
+                "broker_cpu_seconds": statistics.median(r[2] for r in done),
+                "output_records": done[-1][3],
+                "broker": proc.name,
+            }
+        )
     return rows
 
 
 def report(suite: str, records: int, repeat: int, rows: list[dict[str, Any]]) -> str:
     lines = [
-        f"suite: {suite}, {records:,} input records, best of {repeat}, broker "
+        f"suite: {suite}, {records:,} input records, {repeat} rounds, broker "
         f"{rows[0]['broker'] if rows else '?'}",
-        "| variant | records/s | ratio | output records |",
-        "|---|---:|---:|---:|",
+        "| variant | records/s (best) | ratio (best) | ratio (median) | job CPU s | broker CPU s "
+        "| output records |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     by_name = {r["variant"]: r for r in rows}
     for r in rows:
@@ -299,7 +351,9 @@ def report(suite: str, records: int, repeat: int, rows: list[dict[str, Any]]) ->
         base = by_name.get(base_name, r)
         lines.append(
             f"| {r['variant']} | {r['records_per_s']:,.0f} | "
-            f"{r['records_per_s'] / base['records_per_s']:.2f}x | "
+            f"{base['seconds'] / r['seconds']:.2f}x | "
+            f"{base['median_seconds'] / r['median_seconds']:.2f}x | "
+            f"{r['cpu_seconds']:.2f} | {r['broker_cpu_seconds']:.2f} | "
             f"{r['output_records']:,} |"
         )
     for w in ("w1", "w2"):

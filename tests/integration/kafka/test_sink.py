@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,50 @@ def test_unknown_serializer_error_is_not_swallowed(broker: Broker) -> None:
     sink: KafkaSink[Any] = KafkaSink(broker.bootstrap, topic)
     with SinkWriterHarness(sink) as h, pytest.raises(SerializationError, match="not bytes or str"):
         h.write([3])
+
+
+class CountingFixed(FixedPartitioner):
+    calls = 0
+
+    def partition(self, *args: Any) -> int | None:
+        CountingFixed.calls += 1
+        return super().partition(*args)
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_fixed_partition_is_chosen_once_per_batch(broker: Broker, keyed: bool) -> None:
+    topic = broker.create_topic(partitions=3)
+    CountingFixed.calls = 0
+    sink: KafkaSink[str] = KafkaSink(
+        broker.bootstrap,
+        topic,
+        partitioner=CountingFixed(),
+        key_serializer=(lambda s: s[:1]) if keyed else None,
+    )
+    with SinkWriterHarness(sink, 1, 2) as h:
+        for b in range(3):
+            h.write([f"{b}-{i}" for i in range(100)])
+        h.end_input()
+    # the hot path asks once per batch, not once per record
+    assert CountingFixed.calls == 3
+    records = broker.consume_all(topic, min_records=300)
+    assert {r.partition for r in records} == {1}
+    assert len(records) == 300
+
+
+def test_records_purged_when_the_writer_closes_are_not_delivery_failures(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A writer closed mid-stream (failover, cancel) drops what the client still holds; the
+    # restore replays it. That is not a failed delivery: no count, no error log.
+    topic = broker.create_topic(partitions=1)
+    sink: KafkaSink[str] = KafkaSink(
+        broker.bootstrap, topic, log_failures_only=True, properties={"linger.ms": 60_000}
+    )
+    caplog.set_level(logging.ERROR, logger="strom.connectors.kafka.sink")
+    h = SinkWriterHarness(sink)
+    h.write(["a", "b", "c"])
+    failed = h.writer._tracker.failed  # type: ignore[attr-defined]
+    h.close()
+    assert failed.count == 0
+    assert "delivery to" not in caplog.text

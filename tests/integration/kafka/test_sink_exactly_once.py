@@ -7,14 +7,20 @@ Tansu are ``kafka_limited`` and weaken only that check there.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from brokers import Broker
+from confluent_kafka import Producer
 from sink_helpers import Pace, checkpointed_env, ints
 
+from strom.connectors.kafka.errors import KafkaSinkError
 from strom.connectors.kafka.sink import KafkaSink, KafkaTransaction
+from strom.connectors.kafka.sink import producer as producer_mod
+from strom.connectors.kafka.sink.transactional import ProducerFactory, TransactionalProducer
 from strom.testing import SinkWriterHarness, fail_once_at
 
 
@@ -153,3 +159,94 @@ def test_scale_down_aborts_lingering_transactions_of_vanished_subtasks(broker: B
     assert committed(broker, topic, 5) == [0, 1, 2, 7, 8]
     for h in old:
         h.close()
+
+
+@pytest.mark.kafka_needs("transactions")
+def test_a_pending_transaction_the_broker_aborted_fails_the_restore(broker: Broker) -> None:
+    topic = broker.create_topic(partitions=1)
+    prefix = broker.unique("fenced")
+    crashed = SinkWriterHarness(eo_sink(broker, topic, prefix))
+    crashed.write([str(i) for i in range(5)])
+    state = crashed.snapshot(1)  # pre-committed; checkpoint 1 completes, the job dies
+    (txn,) = pending(state)
+    # The broker aborts it and bumps the epoch (what Kafka does when the transaction times
+    # out while the job is down): the recorded epoch is fenced, the records are gone.
+    fencer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "transactional.id": txn.transactional_id}
+    )
+    fencer.init_transactions(10)
+    with pytest.raises(KafkaSinkError, match="5 records are lost"):
+        SinkWriterHarness(eo_sink(broker, topic, prefix), restored_state=[state])
+    assert committed(broker, topic) == []
+    crashed.close()
+
+
+@pytest.mark.kafka_needs("transactions")
+def test_a_lowered_guarantee_still_commits_and_aborts_what_the_checkpoint_recorded(
+    broker: Broker,
+) -> None:
+    topic = broker.create_topic(partitions=1)
+    prefix = broker.unique("lowered")
+    crashed = SinkWriterHarness(eo_sink(broker, topic, prefix))
+    crashed.write(["1", "2"])
+    state = crashed.snapshot(1)  # pending at the checkpoint: owed a commit
+    crashed.write(["100"])
+    crashed.writer._live[crashed.writer.current_transaction.transactional_id].producer.flush(10)  # type: ignore[attr-defined,union-attr]
+    # restored as an at-least-once sink: 1, 2 committed, 100's transaction aborted (else it
+    # would hide everything after it from read_committed readers), 3 written plainly
+    with SinkWriterHarness(KafkaSink[str](broker.bootstrap, topic), restored_state=[state]) as h:
+        h.write(["3"])
+        h.end_input()
+    assert committed(broker, topic, 3) == [1, 2, 3]
+    crashed.close()
+
+
+@pytest.mark.kafka_needs("transactions")
+def test_an_abandoned_prepared_producer_cannot_fence_a_later_one(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = broker.create_topic(partitions=1)
+    prefix = broker.unique("abandon")
+    real = producer_mod.Producer
+
+    class SlowInBackground(real):  # type: ignore[misc,valid-type]
+        def init_transactions(self, *args: Any) -> None:
+            if threading.current_thread().name.startswith("strom-kafka-init"):
+                time.sleep(1.0)  # the next id is still being prepared when the job dies
+            super().init_transactions(*args)
+
+    monkeypatch.setattr(producer_mod, "Producer", SlowInBackground)
+    conf = eo_sink(broker, topic, prefix).producer_config()
+    factory = ProducerFactory(conf, 10.0)
+    first = factory.take(f"{prefix}-0-0", f"{prefix}-0-1")  # prepares -0-1 in the background
+    time.sleep(0.2)
+    started = time.monotonic()
+    factory.close()  # the job fails over: nothing waits for the preparation
+    first.close()
+    assert time.monotonic() - started < 0.5
+    # the restarted attempt takes that id: its producer must not be fenced by the old init
+    mine = TransactionalProducer(conf, f"{prefix}-0-1", 10.0)
+    mine.producer.begin_transaction()
+    mine.producer.produce(topic, b"7")
+    assert mine.producer.flush(10) == 0
+    time.sleep(1.5)  # long after the abandoned initialization finished
+    mine.producer.commit_transaction(10)
+    assert committed(broker, topic, 1) == [7]
+    mine.close()
+
+
+def test_open_does_not_wait_for_the_lingering_probe() -> None:
+    # nothing listens on port 9: the probe's init_transactions runs into its timeout
+    sink: KafkaSink[str] = KafkaSink(
+        "127.0.0.1:9",
+        "t",
+        delivery_guarantee="exactly_once",
+        transactional_id_prefix="probe",
+        request_timeout=6,
+    )
+    started = time.monotonic()
+    h = SinkWriterHarness(sink)
+    assert time.monotonic() - started < 3  # the probe runs while the job starts
+    with pytest.raises(KafkaSinkError, match="probing probe-0-0"):
+        h.write(["x"])  # the first transaction waits for it, and reports its failure
+    h.close()

@@ -3,9 +3,11 @@ at-least-once or exactly-once.
 
 Split by role: ``sink.py`` (options), ``records.py`` (elements → records, bad-record policy),
 ``partitioners.py``, ``producer.py`` (batch produce, delivery tracking), ``writer.py`` (none /
-at-least-once), ``exactly_once.py`` (transactions tied to checkpoints), ``transactions.py``
-(what checkpoints keep), ``committer.py`` and ``protocol.py`` (committing and aborting
-transactions by id on recovery). ``docs/connectors/kafka.md`` ("Sink") is the user guide.
+at-least-once), ``exactly_once.py`` (transactions tied to checkpoints), ``transactional.py``
+(one producer per transactional id, prepared in the background), ``transactions.py`` (what
+checkpoints keep), ``committer.py`` (committing by id and aborting lingering transactions on
+recovery), ``protocol.py`` and ``security.py`` (the recovery client's Kafka requests, TLS and
+SASL). ``docs/connectors/kafka.md`` ("Sink") is the user guide.
 """
 
 from strom.connectors.kafka.sink.partitioners import (

@@ -16,6 +16,9 @@ Built on ``TwoPhaseCommitSinkWriter`` (``strom.connectors.base.two_phase``):
 5. A fresh start (no checkpoint) probes the subtask's lineage from seq 0: what an earlier run
    under the same prefix left open is aborted. Prefixes must therefore be unique per job.
 
+The probes of 4 and 5 run in a background thread while the job starts; the first transaction
+that takes an id, and the next snapshot, wait for them.
+
 Guarantee: **exactly-once** with checkpointing on and a replayable source. Without
 checkpointing nothing is ever committed. Records become visible to ``read_committed``
 consumers only when the checkpoint covering them completes. Transactions pending when the job
@@ -26,6 +29,8 @@ timeout (``transaction_timeout``) aborts them — in that case the restore fails
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import KafkaException
@@ -34,28 +39,41 @@ from strom.connectors.base import TwoPhaseCommitSinkWriter, WriterContext
 from strom.connectors.kafka.errors import KafkaSinkError
 from strom.connectors.kafka.sink.committer import (
     Committer,
-    ProducerFactory,
-    TransactionalProducer,
     abort_lineage,
     abort_lingering_lineages,
     split_restored,
 )
-from strom.connectors.kafka.sink.producer import DeliveryTracker, flush_all, with_callbacks
+from strom.connectors.kafka.sink.producer import (
+    FLUSH_MARGIN,
+    DeliveryTracker,
+    flush_all,
+    with_callbacks,
+)
 from strom.connectors.kafka.sink.sink import KafkaSink
+from strom.connectors.kafka.sink.transactional import (
+    Background,
+    ProducerFactory,
+    TransactionalProducer,
+)
 from strom.connectors.kafka.sink.transactions import (
     MARK_COPIES,
     KafkaTransaction,
     LineageMark,
     transactional_id,
 )
-from strom.connectors.kafka.sink.writer import make_emitter, where
+from strom.connectors.kafka.sink.writer import make_emitter, writer_label
 
 __all__ = ["TransactionalWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("strom.connectors.kafka.sink")
 
-_FLUSH_MARGIN = 5.0
+_Lineages = tuple[dict[tuple[str, int], int], list[TransactionalProducer]]
+
+
+def _release(result: _Lineages) -> None:
+    for producer in result[1]:
+        producer.close()
 
 
 class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic[T]):
@@ -67,20 +85,22 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
         self._sink = sink
         self._ctx = ctx
         self._prefix = sink.transactional_id_prefix
-        self._where = where(sink, ctx)
+        self._where = writer_label(sink, ctx)
         self._tracker = DeliveryTracker(
             log_failures_only=False, metrics=ctx.metrics, where=self._where
         )
         self._emitter = make_emitter(sink, ctx, self._tracker)
         self._conf = with_callbacks(sink.producer_config(), self._tracker)
         self._timeout = sink.request_timeout
-        self._flush_timeout = sink.delivery_timeout + _FLUSH_MARGIN
+        self._flush_timeout = sink.delivery_timeout + FLUSH_MARGIN
         self._committer = Committer(self._conf, sink.request_timeout, self._where)
         self._factory = ProducerFactory(self._conf, sink.request_timeout)
         self._live: dict[str, TransactionalProducer] = {}
+        self._probe: Background | None = None
         self._next_seq = 0
         self._adopted: dict[int, int] = {}
         self._marks: list[LineageMark] = []
+        self._input_ended = False
         self._committed = ctx.metrics.counter("transactions_committed")
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -96,31 +116,57 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
         super().open(txns)
 
     def abort_lingering(self, restored: list[tuple[int, KafkaTransaction]] | None) -> None:
-        me = self._ctx.subtask_index
-        own = (self._prefix, me)
-        found: dict[tuple[str, int], int] = {}
-        if self._marks:
-            found = abort_lingering_lineages(
-                self._marks, self._conf, me, self._ctx.parallelism, self._timeout, self._where
-            )
-        if own not in found:
-            # A fresh start, or a lineage the checkpoint does not know: whatever an earlier
-            # run under this prefix left open is aborted from seq 0 up. The probe's last
-            # producer (a never-used id) becomes the first transaction's: one init saved.
+        # Runs in the background while the job starts; collected by _collect_probe().
+        marks, conf, timeout, where_ = self._marks, self._conf, self._timeout, self._where
+        prefix, me, parallelism = self._prefix, self._ctx.subtask_index, self._ctx.parallelism
+
+        def probe(cancelled: Callable[[], bool]) -> _Lineages:
             keep: list[TransactionalProducer] = []
-            found[own] = abort_lineage(
-                self._conf, self._prefix, me, 0, self._timeout, self._where, keep
-            )
-            for producer in keep:
-                self._factory.offer(producer)
-        self._next_seq = found[own]
+            found: dict[tuple[str, int], int] = {}
+            if marks:
+                found = abort_lingering_lineages(
+                    marks, conf, me, parallelism, timeout, where_, cancelled, keep
+                )
+            if (prefix, me) not in found:
+                # A fresh start, or a lineage the checkpoint does not know: whatever an earlier
+                # run under this prefix left open is aborted from seq 0 up. The producer the
+                # probe prepares for the first free id becomes the first transaction's.
+                found[(prefix, me)] = abort_lineage(
+                    conf, prefix, me, 0, timeout, where_, keep, cancelled
+                )
+            return found, keep
+
+        self._probe = Background(f"strom-kafka-probe-{prefix}-{me}", probe, _release)
+
+    def _collect_probe(self) -> None:
+        """Wait for the lingering-transaction probe and take over its results."""
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return
+        try:
+            found, keep = probe.result()
+        except KafkaSinkError:
+            raise
+        except Exception as exc:
+            raise KafkaSinkError(
+                f"{self._where}: aborting lingering transactions failed: {exc}"
+            ) from exc
+        me = self._ctx.subtask_index
+        self._next_seq = found[(self._prefix, me)]
         self._adopted = {
             lineage: seq
             for (prefix, lineage), seq in found.items()
             if prefix == self._prefix and lineage != me
         }
+        nxt = transactional_id(self._prefix, me, self._next_seq)
+        for producer in keep:
+            if producer.transactional_id == nxt:
+                self._factory.offer(producer)
+            else:
+                producer.close()
 
     def snapshot_state(self, checkpoint_id: int) -> list[Any]:
+        self._collect_probe()
         entries = super().snapshot_state(checkpoint_id)
         mark = LineageMark(
             self._prefix,
@@ -135,8 +181,15 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
     def flush(self, end_of_input: bool) -> None:
         # Pre-commit flushes; here only failures that already happened are surfaced early.
         self._tracker.check()
+        if end_of_input:
+            # No transaction begins after the input ended: nothing more to prepare.
+            self._input_ended = True
+            self._factory.close()
 
     def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.abandon()
         try:
             super().close()
         finally:
@@ -162,9 +215,11 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
         txn.records += len(values)
 
     def _start(self, txn: KafkaTransaction) -> None:
+        self._collect_probe()
         me, seq = self._ctx.subtask_index, self._next_seq
         tid = transactional_id(self._prefix, me, seq)
-        live = self._factory.take(tid, transactional_id(self._prefix, me, seq + 1))
+        following = None if self._input_ended else transactional_id(self._prefix, me, seq + 1)
+        live = self._factory.take(tid, following)
         self._next_seq = seq + 1
         self._live[tid] = live
         try:
@@ -186,7 +241,6 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
                 f"{self._where}: no producer id/epoch for {tid} in librdkafka's log; a "
                 "recovery could not commit it"
             )
-        txn.pre_committed = True
 
     def commit(self, txn: KafkaTransaction) -> None:
         tid = txn.transactional_id
@@ -196,13 +250,25 @@ class TransactionalWriter(TwoPhaseCommitSinkWriter[T, KafkaTransaction], Generic
         if live is None:
             self._committer.commit(txn)  # restored, or committed already: idempotent
         else:
-            try:
-                live.producer.commit_transaction(self._timeout)
-            except KafkaException as exc:
-                raise KafkaSinkError(f"{self._where}: commit of {tid} failed: {exc}") from exc
+            self._commit_live(tid, live)
             del self._live[tid]
             live.close()
         self._committed.inc()
+
+    def _commit_live(self, tid: str, live: TransactionalProducer) -> None:
+        # A retriable failure (a request timed out) may be retried until the timeout; anything
+        # else fails the job, whose restore commits the transaction by id (it stays pending).
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                live.producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                retriable = bool(getattr(err, "retriable", lambda: False)())
+                if not retriable or time.monotonic() >= deadline:
+                    raise KafkaSinkError(f"{self._where}: commit of {tid} failed: {exc}") from exc
+                log.warning("%s: commit of %s failed, retrying: %s", self._where, tid, exc)
 
     def abort(self, txn: KafkaTransaction) -> None:
         tid = txn.transactional_id

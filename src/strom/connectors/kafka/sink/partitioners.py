@@ -13,12 +13,16 @@ by hashing the key (Kafka's own default). A record that names its partition
   are spread at random.
 * :class:`RoundRobinPartitioner`: each subtask cycles through all partitions.
 * any callable ``(element, key, value, topic, partitions) -> int | None``.
+
+Own partitioners subclass :class:`KafkaPartitioner` and implement :meth:`~KafkaPartitioner.
+partition`; an object with ``open`` and ``partition`` methods of the same signatures is
+accepted too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 __all__ = [
     "FixedPartitioner",
@@ -29,15 +33,21 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class KafkaPartitioner(Protocol):
+class KafkaPartitioner:
     """Chooses a partition per record (Flink's ``FlinkKafkaPartitioner``).
 
-    ``needs_partitions`` False means :meth:`partition` ignores the partition list, so the sink
-    need not look it up.
+    Subclasses implement :meth:`partition`. Two class attributes let the sink skip work on its
+    hot path:
+
+    * ``needs_partitions`` — ``False`` means :meth:`partition` ignores the partition list, so
+      the sink need not look it up;
+    * ``per_record`` — ``False`` means the answer depends only on the topic (and the subtask),
+      so the sink asks once per batch and topic instead of once per record (``element``,
+      ``key`` and ``value`` are then ``None``).
     """
 
-    needs_partitions: bool
+    needs_partitions: bool = True
+    per_record: bool = True
 
     def open(self, subtask_index: int, parallelism: int) -> None:
         """Called once per sink subtask before the first record."""
@@ -52,12 +62,16 @@ class KafkaPartitioner(Protocol):
     ) -> int | None:
         """A partition id of ``topic`` (one of ``partitions``), or None for the client's
         key hash."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-class FixedPartitioner:
+class FixedPartitioner(KafkaPartitioner):
     """Sink subtask *i* → ``partitions[i % len(partitions)]`` (Flink's default)."""
 
-    needs_partitions = True
+    per_record = False
 
     def __init__(self) -> None:
         self._subtask = 0
@@ -77,17 +91,12 @@ class FixedPartitioner:
     ) -> int | None:
         return partitions[self._subtask % len(partitions)]
 
-    def __repr__(self) -> str:
-        return "FixedPartitioner()"
 
-
-class KeyHashPartitioner:
+class KeyHashPartitioner(KafkaPartitioner):
     """Leave the partition to the client: murmur2 of the key, like the Java client."""
 
     needs_partitions = False
-
-    def open(self, subtask_index: int, parallelism: int) -> None:
-        return None
+    per_record = False
 
     def partition(
         self,
@@ -99,15 +108,10 @@ class KeyHashPartitioner:
     ) -> int | None:
         return None
 
-    def __repr__(self) -> str:
-        return "KeyHashPartitioner()"
 
-
-class RoundRobinPartitioner:
+class RoundRobinPartitioner(KafkaPartitioner):
     """Each subtask cycles through the topic's partitions, starting at its own index so that
     subtasks do not all hit partition 0 with their first records."""
-
-    needs_partitions = True
 
     def __init__(self) -> None:
         self._next: dict[str, int] = {}
@@ -129,20 +133,40 @@ class RoundRobinPartitioner:
         self._next[topic] = n + 1
         return partitions[n % len(partitions)]
 
+
+class _DuckPartitioner(KafkaPartitioner):
+    """Adapts an object with ``partition`` (and optionally ``open``) methods."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self.needs_partitions = bool(getattr(target, "needs_partitions", True))
+        self.per_record = bool(getattr(target, "per_record", True))
+
+    def open(self, subtask_index: int, parallelism: int) -> None:
+        opener = getattr(self._target, "open", None)
+        if callable(opener):
+            opener(subtask_index, parallelism)
+
+    def partition(
+        self,
+        element: Any,
+        key: bytes | None,
+        value: bytes | None,
+        topic: str,
+        partitions: Sequence[int],
+    ) -> int | None:
+        answer: int | None = self._target.partition(element, key, value, topic, partitions)
+        return answer
+
     def __repr__(self) -> str:
-        return "RoundRobinPartitioner()"
+        return repr(self._target)
 
 
-class _CallablePartitioner:
-    needs_partitions = True
-
+class _CallablePartitioner(KafkaPartitioner):
     def __init__(
         self, fn: Callable[[Any, bytes | None, bytes | None, str, Sequence[int]], int | None]
     ) -> None:
         self._fn = fn
-
-    def open(self, subtask_index: int, parallelism: int) -> None:
-        return None
 
     def partition(
         self,
@@ -159,9 +183,11 @@ class _CallablePartitioner:
 
 
 def as_partitioner(value: object) -> KafkaPartitioner:
-    """A partitioner object from a partitioner or a plain callable."""
+    """A partitioner object from a partitioner, a partitioner-like object or a callable."""
     if isinstance(value, KafkaPartitioner):
         return value
+    if callable(getattr(value, "partition", None)):
+        return _DuckPartitioner(value)
     if callable(value):
         return _CallablePartitioner(value)
     raise TypeError(

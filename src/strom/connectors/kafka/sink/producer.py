@@ -8,8 +8,9 @@ share.
   failures only, so success costs nothing; a failure either fails the job at the next
   ``write``/``flush`` (``log_failures_only=False``, the seed's default) or is logged and
   counted.
-* :class:`Emitter` produces one batch: partitions chosen, queue-full handled by serving
-  callbacks and trying again, callbacks served once per batch.
+* :class:`Emitter` produces one batch: partitions chosen (once per batch where the
+  partitioner allows), queue-full handled by serving callbacks and trying again, callbacks
+  served once per batch.
 
 Transient broker trouble (metadata fetch failure, not-leader, lost connections) is retried
 inside librdkafka up to the delivery timeout; only then does a record fail here.
@@ -24,12 +25,22 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from strom.connectors.kafka.config import REDACTED, is_secret
 from strom.connectors.kafka.errors import KafkaSinkError
 from strom.connectors.kafka.sink.partitioners import KafkaPartitioner
-from strom.connectors.kafka.sink.records import RecordBuilder
+from strom.connectors.kafka.sink.records import RecordBuilder, SerializedRecord
 from strom.metrics import MetricGroup
 
-__all__ = ["ClientLog", "DeliveryTracker", "Emitter", "describe_error"]
+__all__ = [
+    "FLUSH_MARGIN",
+    "ClientLog",
+    "DeliveryTracker",
+    "Emitter",
+    "create_producer",
+    "describe_error",
+    "flush_all",
+    "with_callbacks",
+]
 
 log = logging.getLogger("strom.connectors.kafka.sink")
 client_log = logging.getLogger("strom.connectors.kafka.sink.client")
@@ -37,10 +48,15 @@ client_log = logging.getLogger("strom.connectors.kafka.sink.client")
 _PID = re.compile(r"Acquired PID\{Id:(-?\d+),Epoch:(-?\d+)\}")
 # librdkafka's syslog levels → logging levels (7 = debug ... 0 = emergency).
 _LEVELS = {7: logging.DEBUG, 6: logging.INFO, 5: logging.INFO, 4: logging.WARNING}
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 # How often the failure log repeats under log_failures_only (every record would flood logs).
 _LOG_EVERY = 1000
 # Partition lists are looked up again after this long, so added partitions get used.
 _METADATA_MAX_AGE = 30.0
+#: Extra seconds a flush waits beyond the delivery timeout: by then every record has been
+#: acknowledged or has failed with a timeout, so a flush only returns with records left when
+#: the client is wedged.
+FLUSH_MARGIN = 5.0
 
 
 def describe_error(err: KafkaError) -> str:
@@ -79,7 +95,9 @@ class DeliveryTracker:
         self.fatal: str | None = None
 
     def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
+        if err is None or err.code() in _PURGED:
+            # Purged: dropped by the writer's own close (failover, cancel), not failed; the
+            # restore replays these records.
             return
         self.record_failure(msg.topic(), msg.partition(), describe_error(err))
 
@@ -163,7 +181,14 @@ class PartitionCache:
 
 
 class Emitter:
-    """Produces batches of elements with a given producer (one subtask, one thread)."""
+    """Produces batches of elements with a given producer (one subtask, one thread).
+
+    The hot path: records that need only a value (fixed topic, value schema, no key) and a
+    partitioner whose answer does not depend on the record (``per_record = False``: fixed,
+    key hash) are produced in one tight loop with a partition chosen once per batch. Arguments
+    are passed positionally — ``produce(topic, value, key, partition)`` — which the client
+    parses markedly faster than keywords; ``-1`` is its "partition not chosen".
+    """
 
     def __init__(
         self,
@@ -181,82 +206,143 @@ class Emitter:
 
     def emit(self, producer: Producer, values: list[Any], timestamps: list[int] | None) -> None:
         self.tracker.check()
-        builder, part = self.builder, self.partitioner
-        produce = producer.produce
-        sent = 0
+        builder = self.builder
         if builder.simple and (timestamps is None or not builder.write_timestamps):
             topic = builder.topic
             assert topic is not None
             kept, payloads = builder.values(values)
-            if not part.needs_partitions:
-                for value in payloads:
-                    try:
-                        produce(topic, value)
-                    except BufferError:
-                        self._produce_when_room(producer, topic, value=value)
-                    except KafkaException as exc:
-                        self._failed(topic, None, exc)
-                        continue
-                    sent += 1
+            if self.partitioner.per_record:
+                sent = self._values_per_record(producer, topic, kept, payloads)
             else:
-                parts = self.partitions.get(producer, topic)
-                for element, value in zip(kept, payloads, strict=True):
-                    p = part.partition(element, None, value, topic, parts)
-                    kwargs: dict[str, Any] = {"value": value}
-                    if p is not None:
-                        kwargs["partition"] = p
-                    if not self._send(producer, topic, kwargs):
-                        continue
-                    sent += 1
+                sent = self._values(
+                    producer, topic, payloads, self._batch_partition(producer, topic)
+                )
         else:
-            for r in builder.build(values, timestamps):
-                kwargs = {"value": r.value, "key": r.key}
-                partition = r.partition
-                if partition is None:
-                    parts = self.partitions.get(producer, r.topic) if part.needs_partitions else []
-                    partition = part.partition(r.element, r.key, r.value, r.topic, parts)
-                if partition is not None:
-                    kwargs["partition"] = partition
-                if r.headers:
-                    kwargs["headers"] = r.headers
-                if r.timestamp is not None:
-                    kwargs["timestamp"] = r.timestamp
-                if self._send(producer, r.topic, kwargs):
-                    sent += 1
+            sent = self._records(producer, builder.build(values, timestamps))
         self._out.count += sent
         # Serves delivery callbacks (and the client's log lines) once per batch.
         producer.poll(0)
 
-    def _send(self, producer: Producer, topic: str, kwargs: dict[str, Any]) -> bool:
-        try:
-            producer.produce(topic, **kwargs)
-        except BufferError:
-            self._produce_when_room(producer, topic, **kwargs)
-        except KafkaException as exc:
-            self._failed(topic, kwargs.get("partition"), exc)
-            return False
-        return True
+    def _batch_partition(self, producer: Producer, topic: str) -> int:
+        """The partition of every record of a batch to ``topic`` (``per_record`` False)."""
+        part = self.partitioner
+        parts = self.partitions.get(producer, topic) if part.needs_partitions else ()
+        chosen = part.partition(None, None, None, topic, parts)
+        return -1 if chosen is None else chosen
 
-    def _produce_when_room(self, producer: Producer, topic: str, **kwargs: Any) -> None:
+    def _values(self, producer: Producer, topic: str, payloads: list[bytes], partition: int) -> int:
+        produce = producer.produce
+        failed = 0
+        for value in payloads:
+            try:
+                produce(topic, value, None, partition)
+            except BufferError:
+                self._produce_when_room(producer, (topic, value, None, partition), {})
+            except KafkaException as exc:
+                failed += self._failed(topic, partition, exc)
+        return len(payloads) - failed
+
+    def _values_per_record(
+        self, producer: Producer, topic: str, kept: list[Any], payloads: list[bytes]
+    ) -> int:
+        part = self.partitioner
+        parts = self.partitions.get(producer, topic) if part.needs_partitions else ()
+        choose = part.partition
+        produce = producer.produce
+        failed = 0
+        for element, value in zip(kept, payloads, strict=True):
+            chosen = choose(element, None, value, topic, parts)
+            partition = -1 if chosen is None else chosen
+            try:
+                produce(topic, value, None, partition)
+            except BufferError:
+                self._produce_when_room(producer, (topic, value, None, partition), {})
+            except KafkaException as exc:
+                failed += self._failed(topic, partition, exc)
+        return len(payloads) - failed
+
+    def _records(self, producer: Producer, records: list[SerializedRecord]) -> int:
+        part = self.partitioner
+        per_batch: dict[str, int] = {}  # topic -> partition, for per_record False
+        produce = producer.produce
+        failed = 0
+        for r in records:
+            topic, partition = r.topic, r.partition
+            if partition is None:
+                if part.per_record:
+                    parts = self.partitions.get(producer, topic) if part.needs_partitions else ()
+                    chosen = part.partition(r.element, r.key, r.value, topic, parts)
+                    partition = -1 if chosen is None else chosen
+                else:
+                    partition = per_batch.get(topic)
+                    if partition is None:
+                        partition = per_batch[topic] = self._batch_partition(producer, topic)
+            args = (topic, r.value, r.key, partition)
+            extra: dict[str, Any] = {}
+            if r.headers:
+                extra["headers"] = r.headers
+            if r.timestamp is not None:
+                extra["timestamp"] = r.timestamp
+            try:
+                produce(*args, **extra)
+            except BufferError:
+                self._produce_when_room(producer, args, extra)
+            except KafkaException as exc:
+                failed += self._failed(topic, partition, exc)
+        return len(records) - failed
+
+    def _produce_when_room(
+        self, producer: Producer, args: tuple[Any, ...], extra: dict[str, Any]
+    ) -> None:
         # The client's queue is full: serve delivery reports until it has room. Bounded by the
         # delivery timeout, after which queued records fail and make room themselves.
         while True:
             producer.poll(0.05)
             self.tracker.check()
             try:
-                producer.produce(topic, **kwargs)
+                producer.produce(*args, **extra)
                 return
             except BufferError:
                 continue
 
-    def _failed(self, topic: str, partition: int | None, exc: KafkaException) -> None:
+    def _failed(self, topic: str, partition: int, exc: KafkaException) -> int:
+        """A record the client refused outright (unknown partition, too large, ...)."""
         err = exc.args[0] if exc.args else None
         text = describe_error(err) if isinstance(err, KafkaError) else str(exc)
-        self.tracker.record_failure(topic, partition, text)
+        self.tracker.record_failure(topic, partition if partition >= 0 else None, text)
         self.tracker.check()
+        return 1
+
+
+def create_producer(conf: dict[str, Any], where: str) -> Producer:
+    """``Producer(conf)``; a configuration librdkafka refuses raises ``KafkaSinkError`` with
+    every secret value of ``conf`` blanked out of the client's message."""
+    try:
+        return Producer(conf)
+    except KafkaException as exc:
+        text = str(exc)
+        for name, value in conf.items():
+            if is_secret(name) and isinstance(value, str) and len(value) >= 3:
+                text = text.replace(value, REDACTED)
+        raise KafkaSinkError(
+            f"{where}: the Kafka client refused its configuration: {text}"
+        ) from None
 
 
 def with_callbacks(conf: dict[str, Any], tracker: DeliveryTracker) -> dict[str, Any]:
+    """``conf`` with the tracker as delivery and error callback (a user's own ``error_cb`` is
+    called as well). Callbacks run in whichever thread polls the producer: the writer's task
+    thread, except right after ``init_transactions`` in a background thread, when only
+    ``error_cb`` can fire (no record has been produced yet)."""
     conf["on_delivery"] = tracker.on_delivery
-    conf["error_cb"] = tracker.on_error
+    user_cb = conf.get("error_cb")
+    if callable(user_cb):
+
+        def on_error(err: KafkaError) -> None:
+            tracker.on_error(err)
+            user_cb(err)
+
+        conf["error_cb"] = on_error
+    else:
+        conf["error_cb"] = tracker.on_error
     return conf

@@ -37,6 +37,7 @@ __all__ = [
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 log = logging.getLogger("strom.connectors.kafka.sink")
+_LOG_EVERY = 1000  # skipped records: the first 10 and every 1000th are logged
 
 Headers: TypeAlias = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None]
 SerializationErrorPolicy: TypeAlias = (
@@ -123,8 +124,9 @@ def _header_list(headers: Headers | None) -> list[tuple[str, bytes | None]] | No
     return [(str(name), _as_bytes(value)) for name, value in items]
 
 
-class Produce:
-    """Arguments of one ``Producer.produce`` call, before the partitioner has run."""
+class SerializedRecord:
+    """One record ready to produce (a serialized :class:`ProducerRecord` with its element);
+    ``partition`` is ``None`` until the partitioner has chosen."""
 
     __slots__ = ("element", "headers", "key", "partition", "timestamp", "topic", "value")
 
@@ -150,8 +152,9 @@ class Produce:
 class RecordBuilder(Generic[T]):
     """Serializes batches of elements for one sink subtask and applies the bad-record policy.
 
-    ``fixed_topic_batch`` is the fast path (fixed topic, value schema, no key): one
-    ``serialize_batch`` call per batch. Everything else goes through :meth:`build`.
+    :meth:`values` is the fast path (fixed topic, no key, no record serializer): the values
+    only, with one ``serialize_batch`` call per batch when the schema has it. Everything else
+    goes through :meth:`build`.
     """
 
     def __init__(
@@ -226,8 +229,8 @@ class RecordBuilder(Generic[T]):
 
     # -- the general path --------------------------------------------------------------------
 
-    def build(self, elements: list[T], timestamps: list[int] | None) -> list[Produce]:
-        out: list[Produce] = []
+    def build(self, elements: list[T], timestamps: list[int] | None) -> list[SerializedRecord]:
+        out: list[SerializedRecord] = []
         for i, element in enumerate(elements):
             ts = timestamps[i] if timestamps is not None else None
             try:
@@ -236,7 +239,7 @@ class RecordBuilder(Generic[T]):
                 self.bad(element, err, i)
         return out
 
-    def _one(self, element: T, ts: int | None) -> Produce:
+    def _one(self, element: T, ts: int | None) -> SerializedRecord:
         stream_ts = ts if self.write_timestamps else None
         rec = self._record
         if rec is not None:
@@ -251,7 +254,7 @@ class RecordBuilder(Generic[T]):
                 topic = record.topic or self.topic
                 if topic is None:
                     raise ValueError("the record names no topic and the sink has no default topic")
-                return Produce(
+                return SerializedRecord(
                     element,
                     topic,
                     _as_bytes(record.key),
@@ -278,7 +281,7 @@ class RecordBuilder(Generic[T]):
                 raise
             except Exception as exc:
                 raise SerializationError(element, f"key: {type(exc).__name__}: {exc}") from exc
-        return Produce(element, self.topic, key, value, None, None, stream_ts)
+        return SerializedRecord(element, self.topic, key, value, None, None, stream_ts)
 
     # -- bad records -------------------------------------------------------------------------
 
@@ -293,7 +296,9 @@ class RecordBuilder(Generic[T]):
             raise err
         if policy == "skip":
             self._skipped.inc()
-            log.warning("Kafka sink skips a record it cannot serialize: %s", err)
+            n = self._skipped.count
+            if n <= 10 or n % _LOG_EVERY == 0:  # a stream of bad records must not flood logs
+                log.warning("Kafka sink skips a record it cannot serialize (%d so far): %s", n, err)
             return
         assert callable(policy)
         policy(element, err)

@@ -23,6 +23,8 @@ from strom.connectors.kafka.sink.records import (
     ProducerRecordSerializationSchema,
     SerializationErrorPolicy,
 )
+from strom.connectors.kafka.sink.security import SUPPORTED as SUPPORTED_SECURITY
+from strom.connectors.kafka.sink.security import unsupported as unsupported_security
 from strom.errors import InvalidJobError
 from strom.formats import SerializationSchema
 
@@ -168,6 +170,15 @@ class KafkaSink(Sink[T], Generic[T]):
                     "transactional_id_prefix may only use letters, digits, '.', '_' and '-', "
                     f"got {transactional_id_prefix!r}"
                 )
+            problem = unsupported_security(self.properties)
+            if problem is not None:
+                # Caught now rather than at the first restore, which could then not commit.
+                raise InvalidJobError(
+                    f"delivery_guarantee='exactly_once' cannot be used with {problem}: its "
+                    "recovery commits pending transactions with a built-in Kafka protocol "
+                    f"client that supports {SUPPORTED_SECURITY}. Connect this sink through a "
+                    "listener with one of those, or use delivery_guarantee='at_least_once'"
+                )
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise InvalidJobError(f"retries must be an int >= 0 or None, got {retries!r}")
         self.topic = topic
@@ -192,9 +203,12 @@ class KafkaSink(Sink[T], Generic[T]):
     def delivery_guarantee(self) -> DeliveryGuarantee:
         return self.guarantee
 
-    def producer_config(self) -> dict[str, Any]:
+    def producer_config(self, *, transactional: bool | None = None) -> dict[str, Any]:
         """librdkafka properties for this sink's producers: the user's, over the sink's
-        defaults, plus the settings the guarantee requires."""
+        defaults, plus the settings the guarantee requires. ``transactional`` (default: the
+        guarantee is exactly-once) adds what a transactional producer needs."""
+        if transactional is None:
+            transactional = self.guarantee is DeliveryGuarantee.EXACTLY_ONCE
         defaults: dict[str, Any] = {
             "linger.ms": 5,
             # The Java client's key hash, so keys land where Java producers put them.
@@ -208,16 +222,18 @@ class KafkaSink(Sink[T], Generic[T]):
         }
         if self.retries is not None:
             defaults["retries"] = self.retries
-        if self.guarantee is not DeliveryGuarantee.NONE and not self.log_failures_only:
+        if transactional or (
+            self.guarantee is not DeliveryGuarantee.NONE and not self.log_failures_only
+        ):
             # Resends after a lost connection neither duplicate nor reorder records. Not with
             # log_failures_only: after timed-out records an idempotent producer must drain and
             # bump its epoch, which fails records sent meanwhile as well.
             defaults["enable.idempotence"] = True
-        if self.guarantee is DeliveryGuarantee.EXACTLY_ONCE:
+        if transactional:
             defaults["transaction.timeout.ms"] = int(self.transaction_timeout * 1000)
         conf = {**defaults, **dict(self.properties)}
         conf["delivery.report.only.error"] = True
-        if self.guarantee is DeliveryGuarantee.EXACTLY_ONCE:
+        if transactional:
             # librdkafka refuses a transactional producer whose records may outlive the
             # transaction.
             txn_ms = int(conf["transaction.timeout.ms"])

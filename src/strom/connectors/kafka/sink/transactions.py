@@ -20,7 +20,7 @@ A checkpoint holds two kinds of entries, both ``(checkpoint_id, object)`` pairs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["MARK_COPIES", "KafkaTransaction", "LineageMark", "transactional_id"]
 
@@ -49,7 +49,6 @@ class KafkaTransaction:
     producer_id: int = -1
     epoch: int = -1
     records: int = 0
-    pre_committed: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         if self.transactional_id is None:

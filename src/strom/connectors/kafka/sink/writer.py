@@ -24,33 +24,25 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import Producer
 
 from strom.connectors.base import DeliveryGuarantee, SinkWriter, WriterContext
-from strom.connectors.kafka.sink.committer import (
-    Committer,
-    abort_lingering_lineages,
-    split_restored,
-)
+from strom.connectors.kafka.sink.committer import recover
 from strom.connectors.kafka.sink.producer import (
+    FLUSH_MARGIN,
     ClientLog,
     DeliveryTracker,
     Emitter,
+    create_producer,
     flush_all,
     with_callbacks,
 )
 from strom.connectors.kafka.sink.records import RecordBuilder
 from strom.connectors.kafka.sink.sink import KafkaSink
-from strom.connectors.kafka.sink.transactions import KafkaTransaction
 
-__all__ = ["KafkaWriter", "make_emitter"]
+__all__ = ["KafkaWriter", "make_emitter", "writer_label"]
 
 T = TypeVar("T")
 
-# Extra seconds flush waits beyond the delivery timeout: by then every record has either been
-# acknowledged or failed with a timeout, so flush only returns early with records left when
-# the client is wedged.
-_FLUSH_MARGIN = 5.0
 
-
-def where(sink: KafkaSink[Any], ctx: WriterContext) -> str:
+def writer_label(sink: KafkaSink[Any], ctx: WriterContext) -> str:
     target = f"topic {sink.topic!r}" if sink.topic is not None else "per-record topics"
     return f"Kafka sink {ctx.operator_name}[{ctx.subtask_index}] ({target})"
 
@@ -64,7 +56,7 @@ def make_emitter(sink: KafkaSink[Any], ctx: WriterContext, tracker: DeliveryTrac
         write_timestamps=sink.write_timestamps,
         on_serialization_error=sink.on_serialization_error,
         metrics=ctx.metrics,
-        where=where(sink, ctx),
+        where=writer_label(sink, ctx),
     )
     return Emitter(builder, sink.partitioner, tracker, sink.delivery_timeout, ctx.metrics)
 
@@ -75,9 +67,9 @@ class KafkaWriter(SinkWriter[T], Generic[T]):
     def __init__(self, sink: KafkaSink[T], ctx: WriterContext) -> None:
         self._sink = sink
         self._ctx = ctx
-        self._where = where(sink, ctx)
+        self._where = writer_label(sink, ctx)
         self._at_least_once = sink.guarantee is DeliveryGuarantee.AT_LEAST_ONCE
-        self._flush_timeout = sink.delivery_timeout + _FLUSH_MARGIN
+        self._flush_timeout = sink.delivery_timeout + FLUSH_MARGIN
         self._tracker = DeliveryTracker(
             log_failures_only=sink.log_failures_only, metrics=ctx.metrics, where=self._where
         )
@@ -85,28 +77,25 @@ class KafkaWriter(SinkWriter[T], Generic[T]):
         self._producer: Producer | None = None
 
     def open(self, restored_state: list[Any] | None) -> None:
-        txns, marks = split_restored(restored_state)
-        if txns or marks:
-            # Written by an exactly-once KafkaSink: its pending transactions are still owed a
-            # commit (their checkpoint is complete), whatever this sink's guarantee is now,
-            # and what its crashed attempt left open would block read_committed readers.
-            conf = self._sink.producer_config()
-            timeout = self._sink.request_timeout
-            committer = Committer(conf, timeout, self._where)
-            for entry in txns or ():
-                txn = entry[1] if isinstance(entry, tuple | list) and len(entry) == 2 else None
-                if isinstance(txn, KafkaTransaction):
-                    committer.commit(txn)
-            if marks:
-                ctx = self._ctx
-                abort_lingering_lineages(
-                    marks, conf, ctx.subtask_index, ctx.parallelism, timeout, self._where
-                )
+        if restored_state:
+            # Written by an exactly-once KafkaSink (this writer keeps no state): its pending
+            # transactions are still owed a commit (their checkpoint is complete), whatever
+            # this sink's guarantee is now, and what its crashed attempt left open would block
+            # read_committed readers.
+            ctx = self._ctx
+            recover(
+                restored_state,
+                self._sink.producer_config(transactional=True),
+                ctx.subtask_index,
+                ctx.parallelism,
+                self._sink.request_timeout,
+                self._where,
+            )
         self._emitter.builder.open()
         self._sink.partitioner.open(self._ctx.subtask_index, self._ctx.parallelism)
         conf = with_callbacks(self._sink.producer_config(), self._tracker)
         conf["logger"] = ClientLog(self._where)
-        self._producer = Producer(conf)
+        self._producer = create_producer(conf, self._where)
 
     def write(self, values: list[T], timestamps: list[int] | None) -> None:
         producer = self._producer
