@@ -14,7 +14,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from strom.runtime.keygroups import key_group_of
+from strom.runtime.context import OperatorContext
+from strom.runtime.keygroups import key_group_of, key_group_range
 from strom.runtime.state import HeapKeyedStateBackend
 
 Fire = Callable[[int, Any, Any], None]
@@ -64,6 +65,20 @@ class TimerService:
         self.backend = backend
         self.event = _Domain()
         self.processing = _Domain()
+
+    @classmethod
+    def for_operator(
+        cls, ctx: OperatorContext, snapshots: list[dict[str, Any]] | None
+    ) -> TimerService:
+        """The timers of a keyed operator subtask: those in its operator ``snapshots`` (under
+        ``"timers"``) whose keys fall in the subtask's key groups."""
+        backend = ctx.keyed_backend
+        assert backend is not None, "timers need a keyed state backend"
+        service = cls(backend)
+        if snapshots is not None:
+            owned = key_group_range(ctx.subtask_index, ctx.max_parallelism, ctx.parallelism)
+            service.restore([s["timers"] for s in snapshots if "timers" in s], owned)
+        return service
 
     def register_event_time_timer(self, ts: int, namespace: Any = None) -> None:
         self.event.add(int(ts), self.backend.get_current_key(), namespace)

@@ -244,3 +244,29 @@ def test_a_failing_aggregate_or_key_selector_names_the_record() -> None:
         with pytest.raises(JobExecutionError) as info:
             env.execute()
         assert f"on record ('k', {value * 100}, {value})" in str(info.value)
+
+
+def test_a_failure_in_a_disordered_batch_names_the_record() -> None:
+    """A batch out of time order across panes takes the record-by-record path."""
+    from strom import JobExecutionError
+
+    class FailsOn13(InPlaceSumCount):
+        def add(self, value: Event, acc: list[int]) -> list[int]:
+            if value[2] == 13:
+                raise ValueError("unlucky")
+            return super().add(value, acc)
+
+    events = [("k", 1900, 1), ("k", 100, 2), ("k", 1300, 13), ("k", 200, 4)]
+    env = StreamExecutionEnvironment.get_execution_environment().set_parallelism(1)
+    env.set_batch_size(4)
+    (
+        env.from_source(TestingSource(events), per_record_watermarks(5000))
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(1000))
+        .aggregate(FailsOn13())
+        .sink_to(TestingSink())
+    )
+    with pytest.raises(JobExecutionError) as info:
+        env.execute()
+    assert "on record ('k', 1300, 13)" in str(info.value)
+    assert "ValueError: unlucky" in str(info.value)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from strom.functions import KeySelector, ReduceFunction, TimeDomain
-from strom.runtime.keygroups import key_group_range
 from strom.runtime.operators.base import StreamOperator
 from strom.runtime.operators.simple import ProcessOperator
 from strom.runtime.timers import TimerService
@@ -82,12 +81,7 @@ class KeyedProcessOperator(ProcessOperator):
         backend = self.ctx.keyed_backend
         assert backend is not None, "keyed operator without keyed state backend"
         self._backend = backend
-        self.timers = TimerService(backend)
-        if snapshots is not None:
-            owned = key_group_range(
-                self.ctx.subtask_index, self.ctx.max_parallelism, self.ctx.parallelism
-            )
-            self.timers.restore([s["timers"] for s in snapshots if "timers" in s], owned)
+        self.timers = TimerService.for_operator(self.ctx, snapshots)
 
     def open(self) -> None:
         super().open()

@@ -10,7 +10,6 @@ from strom.runtime.operators.windows.general import WindowOperator
 from strom.runtime.operators.windows.panes import PaneWindowOperator
 from strom.windowing import (
     EventTimeTrigger,
-    ProcessWindowFunction,
     SlidingEventTimeWindows,
     Trigger,
     TumblingEventTimeWindows,
@@ -26,28 +25,16 @@ def window_operator(
     assigner: WindowAssigner,
     kind: str,
     function: Any,
-    *,
-    trigger: Trigger | None = None,
-    window_function: ProcessWindowFunction[Any, Any, Any] | None = None,
-    allowed_lateness: int = 0,
-    late_tag: str | None = None,
+    **options: Any,
 ) -> WindowOperator:
-    """Panes serve event-time tumbling windows and sliding windows whose slide divides the
-    size, with the default trigger; everything else goes through the trigger."""
+    """A window operator for ``WindowOperator``'s arguments. Panes serve event-time tumbling
+    windows and sliding windows whose slide divides the size, with the default trigger;
+    everything else goes through the trigger."""
+    trigger: Trigger | None = options.get("trigger")
     default_trigger = trigger is None or type(trigger) is EventTimeTrigger
     aligned = isinstance(assigner, TumblingEventTimeWindows) or (
         isinstance(assigner, SlidingEventTimeWindows) and bool(assigner.pane_size)
     )
     fast = assigner.is_event_time and not assigner.is_merging and default_trigger and aligned
     cls = PaneWindowOperator if fast else WindowOperator
-    return cls(
-        name,
-        key_selector,
-        assigner,
-        kind,
-        function,
-        trigger=trigger,
-        window_function=window_function,
-        allowed_lateness=allowed_lateness,
-        late_tag=late_tag,
-    )
+    return cls(name, key_selector, assigner, kind, function, **options)

@@ -47,33 +47,48 @@ class WindowContents:
         """Fold ``(key, window, value)`` into ``table``; returns (key, window) pairs new.
 
         Each touched key's map is written back once per batch: an on-disk backend only sees
-        what is assigned, not in-place changes.
+        what is assigned, not in-place changes. A function that fails raises ``FoldError``
+        naming the value it failed on.
         """
         new: list[tuple[Any, Any]] = []
         kind = self.kind
         touched: dict[Any, dict[Any, Any]] = {}
-        for k, w, v in items:
-            per_key = touched.get(k)
-            if per_key is None:
-                per_key = table.get(k)
+        v: Any = ...
+        try:
+            for k, w, v in items:
+                per_key = touched.get(k)
                 if per_key is None:
-                    per_key = {}
-                touched[k] = per_key
-            acc = per_key.get(w, MISSING)
-            if acc is MISSING:
-                new.append((k, w))
-                if kind == "reduce":
-                    per_key[w] = v
+                    per_key = table.get(k)
+                    if per_key is None:
+                        per_key = {}
+                    touched[k] = per_key
+                acc = per_key.get(w, MISSING)
+                if acc is MISSING:
+                    new.append((k, w))
+                    if kind == "reduce":
+                        per_key[w] = v
+                    elif kind == "aggregate":
+                        per_key[w] = self.add(v, self.create())
+                    else:
+                        per_key[w] = [v]
+                elif kind == "reduce":
+                    per_key[w] = self.merge(acc, v)
                 elif kind == "aggregate":
-                    per_key[w] = self.add(v, self.create())
+                    per_key[w] = self.add(v, acc)
                 else:
-                    per_key[w] = [v]
-            elif kind == "reduce":
-                per_key[w] = self.merge(acc, v)
-            elif kind == "aggregate":
-                per_key[w] = self.add(v, acc)
-            else:
-                acc.append(v)
-        for k, per_key in touched.items():
-            table[k] = per_key
+                    acc.append(v)
+        except Exception as e:
+            raise FoldError(e, v) from e
+        finally:
+            for k, per_key in touched.items():
+                table[k] = per_key
         return new
+
+
+class FoldError(Exception):
+    """A window function failed while folding ``value`` into a window."""
+
+    def __init__(self, cause: Exception, value: Any) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.value = value

@@ -14,13 +14,13 @@ from typing import Any
 
 from strom.functions.core import close_function, open_function
 from strom.runtime.elements import MAX_WATERMARK
-from strom.runtime.keygroups import key_group_range
 from strom.runtime.operators.base import StreamOperator, failed_record
 from strom.runtime.operators.keyed import key_function
 from strom.runtime.operators.windows.contents import (
     CONTENTS,
     MISSING,
     TRIGGER_STATE,
+    FoldError,
     WindowContents,
 )
 from strom.runtime.timers import TimerService
@@ -124,12 +124,7 @@ class WindowOperator(StreamOperator):
         backend = self.ctx.keyed_backend
         assert backend is not None, "window operator without keyed state backend"
         self.backend = backend
-        self.timers = TimerService(backend)
-        if snapshots is not None:
-            owned = key_group_range(
-                self.ctx.subtask_index, self.ctx.max_parallelism, self.ctx.parallelism
-            )
-            self.timers.restore([s["timers"] for s in snapshots if "timers" in s], owned)
+        self.timers = TimerService.for_operator(self.ctx, snapshots)
 
     def open(self) -> None:
         if self.kind != "reduce" and self.function is not None:
@@ -187,6 +182,8 @@ class WindowOperator(StreamOperator):
         try:
             for v, ts, k in zip(values, stamps, keys, strict=True):
                 self._add_general(v, ts, k)
+        except FoldError as e:
+            raise self.fail(e.cause, e.value) from e.cause
         except Exception as e:
             raise self.fail(e, v) from e
 

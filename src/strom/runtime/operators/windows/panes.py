@@ -18,7 +18,7 @@ from bisect import bisect_left
 from typing import Any
 
 from strom.runtime.operators.base import failed_record
-from strom.runtime.operators.windows.contents import MISSING
+from strom.runtime.operators.windows.contents import MISSING, FoldError
 from strom.runtime.operators.windows.general import WindowOperator
 from strom.runtime.operators.windows.stack import PaneStack
 from strom.windowing import SlidingEventTimeWindows, TimeWindow, TumblingEventTimeWindows
@@ -112,67 +112,39 @@ class PaneWindowOperator(WindowOperator):
         self._register_new_panes([(k, pane) for k in new_keys])
 
     def _add_mixed(self, values: list[Any], stamps: list[int], keys: list[Any]) -> None:
-        """Fold records one by one: late ones dropped (or to the side output), late ones
-        within the allowed lateness re-fire their windows now."""
+        """Fold records pane by pane, whatever their order: those too late for every window
+        of their pane are dropped (or go to the side output); those late but within the
+        allowed lateness re-fire their fired windows now."""
         slide, size, offset = self.panes
         wm, lateness = self.watermark, self.allowed_lateness
-        table, kind, contents = self.table, self.kind, self.contents
-        touched: dict[Any, dict[int, Any]] = {}
-        new_panes: list[tuple[Any, int]] = []
-        late: list[tuple[Any, int]] = []
         # pane p is too late when even its last window (p + size - 1) is past lateness, and
         # late-but-kept when its first window (p + slide - 1) already fired
         too_late = wm - size + 1 - lateness
         fired = wm - slide + 1
-        missing = MISSING
-        v: Any = ...
+        items: list[tuple[Any, int, Any]] = []
+        for v, ts, k in zip(values, stamps, keys, strict=True):
+            p = ts - (ts - offset) % slide
+            if p <= too_late:
+                self._drop_late(v, ts)
+            else:
+                items.append((k, p, v))
         try:
-            for v, ts, k in zip(values, stamps, keys, strict=True):
-                p = ts - (ts - offset) % slide
-                if p <= too_late:
-                    self._drop_late(v, ts)
-                    continue
-                per_key = touched.get(k)
-                if per_key is None:
-                    per_key = table.get(k)
-                    if per_key is None:
-                        per_key = {}
-                    touched[k] = per_key
-                acc = per_key.get(p, missing)
-                if acc is missing:
-                    new_panes.append((k, p))
-                    if kind == "aggregate":
-                        per_key[p] = contents.add(v, contents.create())
-                    elif kind == "reduce":
-                        per_key[p] = v
-                    else:
-                        per_key[p] = [v]
-                elif kind == "aggregate":
-                    per_key[p] = contents.add(v, acc)
-                elif kind == "reduce":
-                    per_key[p] = contents.merge(acc, v)
-                else:
-                    acc.append(v)
-                if p <= fired:
-                    late.append((k, p))
-                    self._stacks.pop(k, None)  # a pane it holds changed
-        except Exception as e:
-            raise self.fail(e, v) from e
-        for k, per_key in touched.items():
-            table[k] = per_key  # an on-disk backend sees only assignments
+            new_panes = self.contents.add_batch(self.table, items)
+        except FoldError as e:
+            raise self.fail(e.cause, e.value) from e.cause
+        late = [(k, p) for k, p, _ in items if p <= fired]
+        for k, _ in late:
+            self._stacks.pop(k, None)  # a pane it holds changed
         self._register_new_panes(new_panes)
         backend = self.backend
         for k, p in dict.fromkeys(late):  # late but within lateness: updated results now
             backend.current_key = k
-            per_key = table.get(k)
-            for s in range(p, p - size, -slide):
-                end = s + size - 1  # the window's max timestamp
+            per_key = self.table.get(k)
+            for start in range(p, p - size, -slide):
+                end = start + size - 1  # the window's max timestamp
                 if end <= wm < end + lateness:  # fired, and not yet cleaned up
-                    self._emit(
-                        k,
-                        TimeWindow(s, s + size),
-                        self._combine_panes(per_key, TimeWindow(s, s + size)),
-                    )
+                    w = TimeWindow(start, start + size)
+                    self._emit(k, w, self._combine_panes(per_key, w))
 
     def _register_new_panes(self, new_panes: list[tuple[Any, int]]) -> None:
         """A new pane registers one timer: the first window holding it that has not fired.
