@@ -7,6 +7,9 @@ import errno
 import socket
 import struct
 import sys
+import threading
+from types import TracebackType
+from typing import Self
 
 __all__ = [
     "CHUNK",
@@ -15,6 +18,7 @@ __all__ = [
     "JOIN_TIMEOUT",
     "POLL",
     "SEND_TIMEOUT",
+    "Listening",
     "close_socket",
     "free_port",
     "listen",
@@ -71,3 +75,43 @@ def nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass
+
+
+class Listening:
+    """What every network helper with a listener and a thread shares: ``with`` starts and
+    stops it, ``address`` and ``port`` say where it listens. Subclasses set ``_listener`` and
+    ``_thread`` in ``start`` and define ``start`` and ``stop``."""
+
+    _listener: socket.socket | None
+    _thread: threading.Thread | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` it listens on: where clients connect."""
+        if self._listener is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        name = self._listener.getsockname()
+        return (name[0], name[1])
+
+    @property
+    def port(self) -> int:
+        return self.address[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
-from types import TracebackType
 from typing import Self
 
 from strom.testing.network._sockets import (
@@ -17,6 +16,7 @@ from strom.testing.network._sockets import (
     JOIN_TIMEOUT,
     POLL,
     SEND_TIMEOUT,
+    Listening,
     close_socket,
     listen,
     nodelay,
@@ -25,7 +25,7 @@ from strom.testing.network._sockets import (
 __all__ = ["TcpServer"]
 
 
-class TcpServer:
+class TcpServer(Listening):
     """Listener plus one selector thread that accepts clients and reads what they send."""
 
     _kind = "server"
@@ -70,31 +70,6 @@ class TcpServer:
                 self._selector.close()
             if self._listener is not None:
                 self._listener.close()
-
-    def __enter__(self) -> Self:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` the server listens on."""
-        if self._listener is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        name = self._listener.getsockname()
-        return (name[0], name[1])
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
 
     @property
     def connections_total(self) -> int:

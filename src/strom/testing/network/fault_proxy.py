@@ -7,7 +7,6 @@ import select
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Self
 
 from strom.testing.network._sockets import (
@@ -16,6 +15,7 @@ from strom.testing.network._sockets import (
     IN_PROGRESS,
     JOIN_TIMEOUT,
     POLL,
+    Listening,
     close_socket,
     listen,
     nodelay,
@@ -24,7 +24,7 @@ from strom.testing.network._sockets import (
 __all__ = ["FaultProxy"]
 
 
-class FaultProxy:
+class FaultProxy(Listening):
     """A TCP relay between clients and ``target_host:target_port`` with fault controls.
 
     Point the code under test at ``proxy.address`` instead of the real server, then break the
@@ -90,33 +90,6 @@ class FaultProxy:
         if self._listener is not None:
             self._listener.close()
         self._abort_all(reset=False)
-
-    def __enter__(self) -> Self:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- where ----------------------------------------------------------------------------------
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` clients should connect to."""
-        if self._listener is None:
-            raise RuntimeError("FaultProxy is not started")
-        name = self._listener.getsockname()
-        return (name[0], name[1])
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
 
     # -- faults ---------------------------------------------------------------------------------
 
