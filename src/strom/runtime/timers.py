@@ -35,12 +35,9 @@ class _Domain:
             heapq.heappush(self.heap, (ts, next(self._seq), key, ns))
 
     def add_all(self, entries: Iterable[tuple[int, Any, Any]]) -> None:
-        live, heap, seq, push = self.live, self.heap, self._seq, heapq.heappush
-        for entry in entries:
-            if entry not in live:
-                live.add(entry)
-                ts, key, ns = entry
-                push(heap, (ts, next(seq), key, ns))
+        add = self.add
+        for ts, key, ns in entries:
+            add(ts, key, ns)
 
     def remove(self, ts: int, key: Any, ns: Any) -> None:
         self.live.discard((ts, key, ns))

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import repeat
-from operator import length_hint
 from typing import Any
 
 from strom.errors import StromError
 from strom.eventtime import WatermarkGenerator, WatermarkOutput, WatermarkStrategy
 from strom.runtime.elements import MAX_WATERMARK, MIN_WATERMARK
-from strom.runtime.operators.base import Output, StreamOperator
+from strom.runtime.operators.base import Output, StreamOperator, failed_record
 
 
 class MissingTimestampError(StromError, ValueError):
@@ -70,7 +69,6 @@ class WatermarkEmitter:
         """Timestamps for a batch from one split; feeds that split's generator (emit the batch,
         then call ``after_batch``)."""
         fn = self._ts_fn
-        v: Any = ...
         it = iter(values)
         try:
             if fn is not None:
@@ -91,8 +89,7 @@ class WatermarkEmitter:
         except MissingTimestampError as e:
             raise MissingTimestampError(f"{self._where}: record {values[0]!r:.120}: {e}") from None
         except Exception as e:
-            index = len(values) - length_hint(it) - 1
-            v = values[index] if 0 <= index < len(values) else v
+            v = failed_record(values, it)
             raise MissingTimestampError(
                 f"{self._where}: the timestamp assigner failed on record {v!r:.120}: "
                 f"{type(e).__name__}: {e}"
